@@ -1,0 +1,81 @@
+"""The Celery application factory and the names of the queues work flows through.
+
+One queue per stage lets operators scale each stage on its own (more `match` workers on more
+hosts) and keeps a slow stage from starving the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+
+from ingest.errors import QueueConfigError
+
+INGEST_QUEUE = "ingest"
+MATCH_QUEUE = "match"
+STITCH_QUEUE = "stitch"
+REWARDS_QUEUE = "rewards"
+SIM_QUEUE = "sim"
+"""The simulator's rendering queue (virtual dashcam frames)."""
+ALL_QUEUES = (INGEST_QUEUE, MATCH_QUEUE, STITCH_QUEUE, REWARDS_QUEUE, SIM_QUEUE)
+
+# Redis redelivers a message not acknowledged within the visibility timeout. With late acks a task
+# that runs longer would be delivered again while still running, so the hard time limit stays
+# well below it.
+VISIBILITY_TIMEOUT_S = 3600
+TASK_TIME_LIMIT_S = 1800
+# The soft limit raises SoftTimeLimitExceeded inside the task first, so it can clean up.
+TASK_SOFT_TIME_LIMIT_S = 1740
+RESULT_EXPIRES_S = 24 * 3600
+
+
+def create_celery_app(
+    broker_url: str,
+    result_backend: str | None = None,
+    *,
+    include: Sequence[str] = (),
+    default_queue: str = INGEST_QUEUE,
+) -> Celery:
+    """Build the Celery application used by every worker and every producer of tasks.
+
+    `include` names the task modules a worker imports at start; an empty or missing
+    `result_backend` disables results. Raise `QueueConfigError` when `broker_url` is empty.
+    """
+    if not broker_url:
+        msg = (
+            "No Celery broker URL: set ROADSWARM_BROKER_URL (e.g. redis://localhost:6379/0) "
+            "or start the embedded demo stack."
+        )
+        raise QueueConfigError(msg)
+    app = Celery("roadswarm", broker=broker_url, backend=result_backend or None, include=[*include])
+    app.conf.update(reliable_config(default_queue))
+    return app
+
+
+def reliable_config(default_queue: str = INGEST_QUEUE) -> dict[str, Any]:
+    """Celery settings for work that must not be lost when a worker dies mid-task."""
+    return {
+        # Acknowledge after the task ran, and give the message back if the worker process died,
+        # so a crash means "run again" (tasks are idempotent), never "lost".
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # A task lost with the connection is redelivered anyway; cancelling it avoids two copies.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Tasks are long (rendering, stitching): reserving more would hold them from idle workers.
+        "worker_prefetch_multiplier": 1,
+        # JSON only: pickle from a broker would let anyone who can publish run code on workers.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_default_queue": default_queue,
+        "result_expires": RESULT_EXPIRES_S,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        "task_time_limit": TASK_TIME_LIMIT_S,
+        "task_soft_time_limit": TASK_SOFT_TIME_LIMIT_S,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }

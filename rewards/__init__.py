@@ -1,0 +1,1 @@
+"""Coverage-freshness scoring per road segment, epoch allocation, the ledger and its proofs."""

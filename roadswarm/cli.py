@@ -1,0 +1,56 @@
+"""The `roadswarm` command: one entry point, subcommands grouped by package."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edge.errors import EdgeError
+from ingest.errors import IngestError
+from mapbuilder.errors import MapError
+from models.errors import ModelError
+from rewards.errors import RewardsError
+from roadswarm import __version__
+from roadswarm.demo import demo_command
+from roadswarm.errors import RoadswarmError
+from roadswarm.logs import configure_logging
+from roadswarm.settings import RoadswarmSettings
+from roadswarm.sim.cli import sim_group
+
+# Fatal errors of the packages below the composition layer: they carry a message for the user but
+# no exit code of their own, since those packages must not import this layer.
+PACKAGE_ERRORS = (EdgeError, IngestError, MapError, ModelError, RewardsError)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="roadswarm")
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default) or ERROR.")
+def cli(log_level: str | None) -> None:
+    """roadswarm: privacy-safe dashcam imagery to fresh map tiles and rewards."""
+    configure_logging(log_level or RoadswarmSettings().log_level)
+
+
+cli.add_command(sim_group)
+cli.add_command(demo_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; a user-facing error becomes one line on stderr and a non-zero exit, not a trace."""
+    try:
+        cli.main(args=argv, prog_name="roadswarm", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RoadswarmError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except PACKAGE_ERRORS as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

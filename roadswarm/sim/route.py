@@ -1,0 +1,145 @@
+"""Random routes through the directed road graph, and the lane-following path they make."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from roadswarm.sim.errors import RouteError
+from roadswarm.sim.paint import RoadShape
+
+FloatArray = NDArray[np.float64]
+SAMPLE_M = 0.5
+CORNER_SMOOTHING_M = 4.0
+
+
+@dataclass(frozen=True)
+class RouteStep:
+    """One segment of a route, driven forward (+1, along its digitisation) or backward (-1)."""
+
+    segment_id: str
+    direction: int
+    road: RoadShape
+
+    @property
+    def xy(self) -> FloatArray:
+        points = np.array(self.road.xy, dtype=np.float64)
+        return points if self.direction > 0 else points[::-1]
+
+    @property
+    def exit_node(self) -> int:
+        return self.road.end_node if self.direction > 0 else self.road.start_node
+
+
+def _outgoing(roads: list[RoadShape]) -> dict[int, list[tuple[RoadShape, int]]]:
+    graph: dict[int, list[tuple[RoadShape, int]]] = defaultdict(list)
+    for road in roads:
+        graph[road.start_node].append((road, 1))
+        if not road.oneway:
+            graph[road.end_node].append((road, -1))
+    return graph
+
+
+def random_route(roads: list[RoadShape], length_m: float, rng: random.Random) -> list[RouteStep]:
+    """A drive of at least `length_m` that turns at random and avoids U-turns except at dead ends."""
+    graph = _outgoing(roads)
+    starts = [r for r in roads if r.road_class != "service" and len(r.xy) >= 2] or roads
+    if not starts:
+        msg = "the world has no road to drive on: rebuild it from an extract with roads"
+        raise RouteError(msg)
+    first = rng.choice(starts)
+    route = [RouteStep(first.segment_id, 1, first)]
+    travelled = _length(route[-1].xy)
+    while travelled < length_m:
+        here = route[-1]
+        options = [(r, d) for r, d in graph[here.exit_node] if r.segment_id != here.segment_id]
+        options = options or graph[here.exit_node]
+        if not options:  # a one-way dead end: nothing left to drive
+            break
+        # Prefer bigger roads a little, as drivers do; service roads are rarely taken.
+        weights = [0.2 if r.road_class == "service" else 1.0 for r, _ in options]
+        road, direction = rng.choices(options, weights=weights)[0]
+        route.append(RouteStep(road.segment_id, direction, road))
+        travelled += _length(route[-1].xy)
+    if travelled < min(length_m, 50.0):
+        msg = f"could only find a {travelled:.0f} m route: use a world with a larger connected network"
+        raise RouteError(msg)
+    return route
+
+
+def _length(xy: FloatArray) -> float:
+    return float(np.hypot(*np.diff(xy, axis=0).T).sum())
+
+
+@dataclass(frozen=True)
+class DrivePath:
+    """The vehicle's path sampled every `SAMPLE_M`: position, heading, and which route step it is on."""
+
+    s_m: FloatArray
+    x_m: FloatArray
+    y_m: FloatArray
+    heading_deg: FloatArray
+    curvature_per_m: FloatArray
+    step_index: NDArray[np.int64]
+    speed_limit_mps: FloatArray
+
+
+def lane_path(route: list[RouteStep], speed_kmh: dict[str, float]) -> DrivePath:
+    """Follow the centre of the right-hand lane, with corners rounded as a driver rounds them."""
+    centre, step_index, offset, limit = _resampled_centreline(route, speed_kmh)
+    window = max(3, int(CORNER_SMOOTHING_M / SAMPLE_M))
+    smooth = np.stack(
+        [_moving_average(centre[:, 0], window), _moving_average(centre[:, 1], window)], 1
+    )
+    tangent = np.gradient(smooth, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
+    right = np.stack([tangent[:, 1], -tangent[:, 0]], axis=1)
+    path = smooth + right * _moving_average(offset, 4 * window)[:, None]
+    step = np.diff(path, axis=0)
+    s = np.concatenate([[0.0], np.cumsum(np.hypot(step[:, 0], step[:, 1]))])
+    heading = np.degrees(np.arctan2(np.gradient(path[:, 0]), np.gradient(path[:, 1]))) % 360
+    unwrapped = np.unwrap(np.radians(heading))
+    curvature = np.abs(np.gradient(unwrapped) / np.maximum(np.gradient(s), 1e-6))
+    return DrivePath(s, path[:, 0], path[:, 1], heading, curvature, step_index, limit)
+
+
+def _resampled_centreline(
+    route: list[RouteStep], speed_kmh: dict[str, float]
+) -> tuple[FloatArray, NDArray[np.int64], FloatArray, FloatArray]:
+    points, steps, offsets, limits = [], [], [], []
+    for i, step in enumerate(route):
+        xy = step.xy
+        seg_s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+        samples = np.arange(0.0 if i == 0 else SAMPLE_M / 2, seg_s[-1], SAMPLE_M)
+        points.append(
+            np.stack([np.interp(samples, seg_s, xy[:, 0]), np.interp(samples, seg_s, xy[:, 1])], 1)
+        )
+        steps.append(np.full(len(samples), i, np.int64))
+        offsets.append(np.full(len(samples), _right_lane_offset(step.road)))
+        limits.append(np.full(len(samples), speed_kmh.get(step.road.road_class, 30.0) / 3.6))
+    return (
+        np.concatenate(points),
+        np.concatenate(steps),
+        np.concatenate(offsets),
+        np.concatenate(limits),
+    )
+
+
+def _right_lane_offset(road: RoadShape) -> float:
+    """Metres to the right of the centreline where the rightmost lane's centre is."""
+    if road.oneway and road.lanes == 1:
+        return 0.0
+    lane_w = road.width_m / road.lanes
+    return road.width_m / 2 - lane_w / 2
+
+
+def _moving_average(values: FloatArray, window: int) -> FloatArray:
+    if len(values) < 2:
+        return values.astype(np.float64)
+    window = min(window, len(values))
+    padded = np.pad(values, (window // 2, window - 1 - window // 2), mode="edge")
+    return np.convolve(padded, np.ones(window) / window, mode="valid")

@@ -1,0 +1,143 @@
+"""The demo's viewer: one self-contained page (no internet) and a loopback HTTP server for it.
+
+It shows what the pipeline has produced so far: the road network with every driver's true track and
+GNSS fixes, a frame of each drive, and links to every stored object. Later stages (tiles, rewards)
+replace it with the full map viewer.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Iterable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from ingest.errors import IngestError
+from ingest.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+TRACK_COLOURS = ("#e4572e", "#17bebb", "#ffc914", "#76b041", "#a05195", "#2e86ab")
+SVG_SIZE_PX = 720
+
+
+def _svg_points(
+    points: Iterable[tuple[float, float]], bounds: tuple[float, ...], scale: float
+) -> str:
+    west, _, _, north = bounds
+    return " ".join(f"{(x - west) * scale:.1f},{(north - y) * scale:.1f}" for x, y in points)
+
+
+def map_svg(
+    roads: list[list[tuple[float, float]]], tracks: list[dict[str, Any]], bounds: tuple[float, ...]
+) -> str:
+    """Roads in grey, each drive's true path as a line and its GNSS fixes as dots, in local metres."""
+    west, south, east, north = bounds
+    scale = SVG_SIZE_PX / max(east - west, north - south)
+    width, height = (east - west) * scale, (north - south) * scale
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}">']
+    parts.append('<rect width="100%" height="100%" fill="#f4f1ea"/>')
+    for road in roads:
+        parts.append(
+            f'<polyline points="{_svg_points(road, bounds, scale)}" fill="none" stroke="#9a9a9a" stroke-width="2"/>'
+        )
+    for i, track in enumerate(tracks):
+        colour = TRACK_COLOURS[i % len(TRACK_COLOURS)]
+        parts.append(
+            f'<polyline points="{_svg_points(track["path"], bounds, scale)}" fill="none" '
+            f'stroke="{colour}" stroke-width="3"><title>{html.escape(track["device"])}</title></polyline>'
+        )
+        for x, y in track["fixes"]:
+            px, py = (x - west) * scale, (north - y) * scale
+            parts.append(
+                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{colour}" opacity="0.7"/>'
+            )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def index_html(summary: dict[str, Any], svg: str) -> str:
+    """The page: totals, the map, and one card per drive."""
+    totals = summary["totals"]
+    rows = "".join(
+        f"<tr><td>{html.escape(d['device'])}</td><td>{d['frames']}</td><td>{d['distance_m'] / 1000:.2f}</td>"
+        f"<td>{d['segments']}</td><td>{d['plates_seen']}</td><td>{d['faces_seen']}</td></tr>"
+        for d in summary["drives"]
+    )
+    cards = "".join(
+        f'<figure><img src="{html.escape(d["thumbnail"])}" width="480" alt="frame of {html.escape(d["device"])}">'
+        f"<figcaption>{html.escape(d['device'])}: "
+        + " ".join(
+            f'<a href="/objects/{html.escape(key)}">{html.escape(name)}</a>'
+            for name, key in d["objects"].items()
+        )
+        + "</figcaption></figure>"
+        for d in summary["drives"]
+    )
+    pending = ", ".join(summary["pending_stages"]) or "none"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>roadswarm demo</title>
+<style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:1em}}</style>
+</head><body>
+<h1>roadswarm demo</h1>
+<p>{totals["drives"]} drives, {totals["frames"]} frames, {totals["km_driven"]:.2f} km driven,
+{totals["segments_covered"]} road segments covered. Stages still to come: {html.escape(pending)}.</p>
+<table><tr><th>device</th><th>frames</th><th>km</th><th>segments</th><th>plates</th><th>faces</th></tr>{rows}</table>
+<h2>Tracks</h2>{svg}
+<h2>Drives</h2>{cards}
+<script type="application/json" id="summary">{html.escape(json.dumps(summary))}</script>
+</body></html>"""
+
+
+class ViewerServer(ThreadingHTTPServer):
+    """Serves the page from `site_dir` and objects from the store under `/objects/<key>`."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], site_dir: Path, store: ObjectStore) -> None:
+        self.site_dir = site_dir
+        self.store = store
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ViewerServer
+
+    def do_GET(self) -> None:
+        path = unquote(urlparse(self.path).path)
+        if path.startswith("/objects/"):
+            self._send_object(path.removeprefix("/objects/"))
+            return
+        name = "index.html" if path == "/" else path.lstrip("/")
+        files = {p.name: p for p in self.server.site_dir.iterdir() if p.is_file()}
+        if name not in files:  # only files the demo wrote, never a path built from the request
+            self.send_error(HTTPStatus.NOT_FOUND, "no such page")
+            return
+        kind = "text/html; charset=utf-8" if name.endswith(".html") else "image/jpeg"
+        self._send(files[name].read_bytes(), kind)
+
+    def _send_object(self, key: str) -> None:
+        try:
+            meta = self.server.store.head(key)
+            body = self.server.store.get_bytes(key) if meta else None
+        except IngestError:
+            meta, body = None, None
+        if meta is None or body is None:
+            self.send_error(HTTPStatus.NOT_FOUND, "no such object")
+            return
+        self._send(body, meta.content_type)
+
+    def _send(self, body: bytes, content_type: str) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("viewer: " + format, *args)

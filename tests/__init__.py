@@ -1,0 +1,1 @@
+"""Test suites of roadswarm: unit, integration (real services) and reliability."""

@@ -1,0 +1,1 @@
+"""Integration tests: real services and real worker processes."""
