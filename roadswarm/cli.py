@@ -17,6 +17,7 @@ from roadswarm.errors import RoadswarmError
 from roadswarm.logs import configure_logging
 from roadswarm.settings import RoadswarmSettings
 from roadswarm.sim.cli import sim_group
+from roadswarm.worker_cli import worker_command
 
 # Fatal errors of the packages below the composition layer: they carry a message for the user but
 # no exit code of their own, since those packages must not import this layer.
@@ -33,6 +34,7 @@ def cli(log_level: str | None) -> None:
 
 cli.add_command(sim_group)
 cli.add_command(demo_command)
+cli.add_command(worker_command)
 
 
 def main(argv: list[str] | None = None) -> None:

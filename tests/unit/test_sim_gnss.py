@@ -241,5 +241,5 @@ def test_naive_start_time_and_bad_truth_are_user_errors(truth: Truth) -> None:
 
 def test_unwritable_log_is_an_output_error(fixes: list[GnssFix], tmp_path: Path) -> None:
     """Writing into a folder that does not exist raises the simulator's output error."""
-    with pytest.raises(OutputError, match="cannot write .*drive.nmea"):
+    with pytest.raises(OutputError, match=r"cannot write .*drive\.nmea"):
         write_nmea(fixes, tmp_path / "missing" / "drive.nmea")

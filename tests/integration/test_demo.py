@@ -1,0 +1,132 @@
+"""`roadswarm demo` end to end: the real command, its Celery worker, its store and its viewer."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_ARGS = ["--drivers", "2", "--minutes", "0.1", "--resolution", "320x180"]
+FRAMES_PER_DRIVE = int(0.1 * 60 * 30)
+
+
+def demo_command(workdir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "roadswarm",
+        "demo",
+        "--workdir",
+        str(workdir),
+        *DEMO_ARGS,
+        *extra,
+    ]
+
+
+def demo(workdir: Path, *extra: str) -> dict[str, Any]:
+    command = demo_command(workdir, *extra)
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, check=False, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def redis_reachable(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def check_summary(summary: dict[str, Any], workdir: Path) -> None:
+    totals = summary["totals"]
+    assert totals["drives"] == 2
+    assert totals["frames"] == 2 * FRAMES_PER_DRIVE
+    assert totals["segments_covered"] >= 1
+    assert totals["tiles_built"] is None and totals["rewards"] is None  # stages not built yet
+    devices = {d["device"] for d in summary["drives"]}
+    assert devices == {"demo-driver-1", "demo-driver-2"}
+    for drive in summary["drives"]:
+        for key in drive["objects"].values():
+            assert (workdir / "objects" / key).is_file(), key
+
+
+def test_demo_runs_drives_on_an_embedded_celery_worker(tmp_path: Path) -> None:
+    """With no services, the demo renders every driver's drive through Celery into the local store."""
+    summary = demo(tmp_path, "--no-serve", "--json")
+    check_summary(summary, tmp_path)
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert page.count("<polyline") > summary["world"]["segments"]  # roads plus one track per drive
+    assert "demo-driver-2" in page
+    assert list((tmp_path / "logs").glob("demo-sim-*.log")), "the worker wrote no log"
+
+
+def test_demo_uses_a_real_redis_broker_when_given(tmp_path: Path) -> None:
+    """`--broker redis://...` sends the work through that broker instead of an embedded one."""
+    if not redis_reachable():
+        if os.environ.get("ROADSWARM_REQUIRE_SERVICES"):
+            pytest.fail("Redis on 127.0.0.1:6379 is required (ROADSWARM_REQUIRE_SERVICES is set)")
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    summary = demo(tmp_path, "--no-serve", "--json", "--broker", "redis://127.0.0.1:6379/13")
+    check_summary(summary, tmp_path)
+    assert not (tmp_path / "redis").exists(), "an embedded Redis was started despite --broker"
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, b""
+
+
+def test_demo_serves_the_viewer_until_interrupted(tmp_path: Path) -> None:
+    """The viewer answers on loopback with the page and the stored objects, and Ctrl-C stops it."""
+    command = demo_command(tmp_path, "--port", "0")
+    with subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            url = wait_for_viewer(process)
+            status, page = fetch(url + "/")
+            assert status == 200 and b"roadswarm demo" in page
+            key = re.search(r'href="/objects/([^"]+truth\.json)"', page.decode())
+            assert key, "the page links no stored truth file"
+            status, body = fetch(f"{url}/objects/{key.group(1)}")
+            assert status == 200 and json.loads(body)["format"] == "roadswarm-drive-truth"
+            assert fetch(f"{url}/objects/..%2F..%2Fworld%2Fworld.json")[0] == 404
+            assert fetch(f"{url}/..%2Fworld%2Fworld.json")[0] == 404
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def wait_for_viewer(process: subprocess.Popen[str], timeout_s: float = 300) -> str:
+    """Read stderr until the demo says where the viewer is."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line and process.poll() is not None:
+            pytest.fail(f"the demo exited with {process.returncode} before serving")
+        match = re.search(r"viewer on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return match.group(1)
+    pytest.fail("the demo did not start its viewer in time")
