@@ -17,6 +17,8 @@ def write_atomically(path: Path, data: bytes) -> None:
         msg = f"cannot write {path} ({exc.strerror}): choose a writable output folder"
         raise UnwritableOutputError(msg) from exc
     try:
+        # mkstemp creates 0600 files; outputs are meant to be shared like any other file.
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

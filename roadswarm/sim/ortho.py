@@ -21,6 +21,11 @@ from roadswarm.sim.texture import GRASS, Material, U8Image, material_texture
 
 BBoxM = tuple[float, float, float, float]
 SUBPIXEL_BITS = 4
+# Anti-aliased fills under-cover the outermost pixels of their canvas: draw on a canvas this much
+# larger than the chunk and crop, so a polygon edge crossing a chunk border leaves no seam.
+PAD_PX = 4
+# Float error must not turn a box edge that falls on a pixel edge into one more pixel.
+EDGE_EPS_PX = 1e-6
 JPEG_QUALITY = 95
 
 
@@ -57,7 +62,7 @@ class ChunkPainter:
         image = material_texture(GRASS, x0, y0, size, size, self.seed)
         west, north = self.grid.to_metres(x0, y0)
         east, south = self.grid.to_metres(x0 + size, y0 + size)
-        margin = 2 * self.grid.resolution_m
+        margin = (PAD_PX + 2) * self.grid.resolution_m
         window = (west - margin, south - margin, east + margin, north + margin)
         for material, tree, polygons in self._layers:
             hits = tree.query(shapely.box(*window))
@@ -74,19 +79,21 @@ class ChunkPainter:
         origin_px: tuple[int, int],
     ) -> None:
         size = self.grid.chunk_px
-        mask = np.zeros((size, size), np.uint8)
+        canvas = np.zeros((size + 2 * PAD_PX, size + 2 * PAD_PX), np.uint8)
+        canvas_origin = (origin_px[0] - PAD_PX, origin_px[1] - PAD_PX)
         for polygon in polygons:
             clipped = shapely.clip_by_rect(polygon, *window)
             for part in getattr(clipped, "geoms", [clipped]):
                 if isinstance(part, Polygon) and not part.is_empty:
                     rings = [part.exterior, *part.interiors]
                     cv2.fillPoly(
-                        mask,
-                        [self._ring_px(ring.coords, origin_px) for ring in rings],
+                        canvas,
+                        [self._ring_px(ring.coords, canvas_origin) for ring in rings],
                         255,
                         lineType=cv2.LINE_AA,
                         shift=SUBPIXEL_BITS,
                     )
+        mask = canvas[PAD_PX:-PAD_PX, PAD_PX:-PAD_PX]
         if not mask.any():
             return
         texture = material_texture(material, origin_px[0], origin_px[1], size, size, self.seed)
@@ -149,8 +156,9 @@ class Orthophoto:
         west, south, east, north = bbox_m
         col0, row0 = self.grid.to_pixel(west, north)
         col1, row1 = self.grid.to_pixel(east, south)
-        c0, r0 = int(np.floor(col0)), int(np.floor(row0))
-        image = self.read_pixels(c0, r0, int(np.ceil(col1)) - c0, int(np.ceil(row1)) - r0)
+        c0, r0 = int(np.floor(col0 + EDGE_EPS_PX)), int(np.floor(row0 + EDGE_EPS_PX))
+        c1, r1 = int(np.ceil(col1 - EDGE_EPS_PX)), int(np.ceil(row1 - EDGE_EPS_PX))
+        image = self.read_pixels(c0, r0, c1 - c0, r1 - r0)
         return image, self.grid.to_metres(c0, r0)
 
 

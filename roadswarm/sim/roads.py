@@ -94,7 +94,7 @@ def _is_drivable(tags: dict[str, str]) -> bool:
     return not (highway == "service" and tags.get("service") in EXCLUDED_SERVICE)
 
 
-def _read_ways(osm_path: Path, bbox: BBox | None) -> list[_Way]:
+def _read_ways(osm_path: Path) -> list[_Way]:
     ways: list[_Way] = []
     processor = (
         osmium.FileProcessor(str(osm_path), osmium.osm.NODE | osmium.osm.WAY)
@@ -109,7 +109,7 @@ def _read_ways(osm_path: Path, bbox: BBox | None) -> list[_Way]:
             continue
         nodes = [n for n in way.nodes if n.location.valid()]
         lonlat = [(n.location.lon, n.location.lat) for n in nodes]
-        if len(nodes) < 2 or (bbox and not all(_inside(p, bbox) for p in lonlat)):
+        if len(nodes) < 2:
             continue
         ways.append(_Way(way.id, tags, [n.ref for n in nodes], lonlat))
     return ways
@@ -186,12 +186,16 @@ def read_road_segments(osm_path: Path, bbox: BBox | None = None) -> list[RoadSeg
         msg = f"OSM file {osm_path} does not exist: pass the path of an .osm.pbf extract"
         raise UserInputError(msg)
     try:
-        ways = _read_ways(osm_path, bbox)
+        ways = _read_ways(osm_path)
     except RuntimeError as exc:
         msg = f"cannot read {osm_path} as OSM data ({exc}): pass an .osm.pbf or .osm file"
         raise UserInputError(msg) from exc
     split_at = _split_points(ways)
+    # Split on the whole extract, then keep what touches the box: a segment gets the same id with
+    # or without a bbox, and roads crossing the box edge are kept whole rather than dropped.
     segments = [s for way in ways for s in _segments_of(way, split_at)]
+    if bbox:
+        segments = [s for s in segments if any(_inside(p, bbox) for p in s.lonlat)]
     if not segments:
         where = f" inside bbox {bbox}" if bbox else ""
         msg = f"{osm_path} holds no drivable roads{where}: choose an extract or area with roads"

@@ -128,7 +128,7 @@ def _read_meta(root: Path) -> WorldMeta:
             raise WorldFormatError(msg)
         data["bounds_m"] = tuple(data["bounds_m"])
         return WorldMeta(**data)
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         msg = f"{path} is damaged ({exc}): rebuild the world with `roadswarm sim world`"
         raise WorldFormatError(msg) from exc
 
