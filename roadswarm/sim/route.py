@@ -35,7 +35,7 @@ class RouteStep:
         return self.road.end_node if self.direction > 0 else self.road.start_node
 
 
-def _outgoing(roads: list[RoadShape]) -> dict[int, list[tuple[RoadShape, int]]]:
+def outgoing_edges(roads: list[RoadShape]) -> dict[int, list[tuple[RoadShape, int]]]:
     graph: dict[int, list[tuple[RoadShape, int]]] = defaultdict(list)
     for road in roads:
         graph[road.start_node].append((road, 1))
@@ -44,30 +44,89 @@ def _outgoing(roads: list[RoadShape]) -> dict[int, list[tuple[RoadShape, int]]]:
     return graph
 
 
+def _largest_strongly_connected(graph: dict[int, list[tuple[RoadShape, int]]]) -> set[int]:
+    """Nodes of the largest strongly connected part: from each, every other is reachable and back.
+
+    Routes stay inside it, so a drive never ends on a one-way street that leaves the extract.
+    """
+    reverse: dict[int, list[int]] = defaultdict(list)
+    forward: dict[int, list[int]] = defaultdict(list)
+    for node, edges in graph.items():
+        for road, direction in edges:
+            target = road.end_node if direction > 0 else road.start_node
+            forward[node].append(target)
+            reverse[target].append(node)
+    order = _finish_order(forward)
+    seen: set[int] = set()
+    best: set[int] = set()
+    for node in reversed(order):  # Kosaraju: components of the reversed graph in finish order
+        if node not in seen:
+            component = _reachable(node, reverse, seen)
+            best = component if len(component) > len(best) else best
+    return best
+
+
+def _finish_order(graph: dict[int, list[int]]) -> list[int]:
+    order: list[int] = []
+    visited: set[int] = set()
+    for root in list(graph):
+        if root in visited:
+            continue
+        visited.add(root)
+        stack = [(root, iter(graph[root]))]
+        while stack:
+            node, children = stack[-1]
+            child = next((c for c in children if c not in visited), None)
+            if child is None:
+                stack.pop()
+                order.append(node)
+            else:
+                visited.add(child)
+                stack.append((child, iter(graph[child])))
+    return order
+
+
+def _reachable(start: int, graph: dict[int, list[int]], seen: set[int]) -> set[int]:
+    component, stack = {start}, [start]
+    seen.add(start)
+    while stack:
+        for nxt in graph[stack.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                component.add(nxt)
+                stack.append(nxt)
+    return component
+
+
 def random_route(roads: list[RoadShape], length_m: float, rng: random.Random) -> list[RouteStep]:
     """A drive of at least `length_m` that turns at random and avoids U-turns except at dead ends."""
-    graph = _outgoing(roads)
-    starts = [r for r in roads if r.road_class != "service" and len(r.xy) >= 2] or roads
+    full = outgoing_edges(roads)
+    core = _largest_strongly_connected(full)
+    graph = {
+        node: [(r, d) for r, d in edges if (r.end_node if d > 0 else r.start_node) in core]
+        for node, edges in full.items()
+        if node in core
+    }
+    edges = sorted(
+        (e for node_edges in graph.values() for e in node_edges),
+        key=lambda e: (e[0].segment_id, e[1]),
+    )
+    starts = [e for e in edges if e[0].road_class != "service"] or edges
     if not starts:
-        msg = "the world has no road to drive on: rebuild it from an extract with roads"
+        msg = "the world has no connected roads to drive on: rebuild it from an extract with roads"
         raise RouteError(msg)
-    first = rng.choice(starts)
-    route = [RouteStep(first.segment_id, 1, first)]
+    first, direction = rng.choice(starts)
+    route = [RouteStep(first.segment_id, direction, first)]
     travelled = _length(route[-1].xy)
     while travelled < length_m:
         here = route[-1]
         options = [(r, d) for r, d in graph[here.exit_node] if r.segment_id != here.segment_id]
         options = options or graph[here.exit_node]
-        if not options:  # a one-way dead end: nothing left to drive
-            break
         # Prefer bigger roads a little, as drivers do; service roads are rarely taken.
         weights = [0.2 if r.road_class == "service" else 1.0 for r, _ in options]
         road, direction = rng.choices(options, weights=weights)[0]
         route.append(RouteStep(road.segment_id, direction, road))
         travelled += _length(route[-1].xy)
-    if travelled < min(length_m, 50.0):
-        msg = f"could only find a {travelled:.0f} m route: use a world with a larger connected network"
-        raise RouteError(msg)
     return route
 
 
