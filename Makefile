@@ -22,7 +22,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The tests run the real face and plate models: fetch (or verify) their weights first.
 test: lint
+	$(BIN)/roadswarm models fetch
 	$(BIN)/pytest
 
 clean:

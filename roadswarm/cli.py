@@ -13,8 +13,10 @@ from models.errors import ModelError
 from rewards.errors import RewardsError
 from roadswarm import __version__
 from roadswarm.demo import demo_command
+from roadswarm.edge_cli import edge_group
 from roadswarm.errors import RoadswarmError
 from roadswarm.logs import configure_logging
+from roadswarm.models_cli import models_group
 from roadswarm.settings import RoadswarmSettings
 from roadswarm.sim.cli import sim_group
 from roadswarm.worker_cli import worker_command
@@ -32,6 +34,8 @@ def cli(log_level: str | None) -> None:
     configure_logging(log_level or RoadswarmSettings().log_level)
 
 
+cli.add_command(edge_group)
+cli.add_command(models_group)
 cli.add_command(sim_group)
 cli.add_command(demo_command)
 cli.add_command(worker_command)

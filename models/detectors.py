@@ -1,0 +1,169 @@
+"""Face and plate detectors behind one interface, one class per output family.
+
+A detector takes a BGR image (any size) and returns boxes in that image's pixels. How the image is
+cut into views and scaled is the caller's choice (see `edge.anonymize`); a detector only knows how to
+feed its model and decode what comes out.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from models.boxes import Detections, non_max_suppression
+from models.errors import ModelError
+from models.graph import make_dynamic, strip_initializer_inputs
+from models.registry import ModelSpec
+from models.runtime import create_session
+
+U8Image = NDArray[np.uint8]
+NMS_IOU = 0.4
+LETTERBOX_GREY = 114
+
+
+class Detector(ABC):
+    """Finds one kind of object (faces or plates) in an image."""
+
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
+        self.spec = spec
+        self.session = session
+        self.dtype = np.float16 if spec.input.dtype == "float16" else np.float32
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def provider(self) -> str:
+        return str(self.session.get_providers()[0])
+
+    @abstractmethod
+    def detect(self, image: U8Image, threshold: float) -> Detections:
+        """Boxes scoring at least `threshold`, in `image`'s pixels."""
+
+    def _tensor(self, image: U8Image) -> NDArray[np.floating]:
+        pixels = (
+            cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.spec.input.colour == "RGB" else image
+        )
+        chw = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
+        if self.spec.input.scale != 1.0:
+            chw *= np.float32(self.spec.input.scale)
+        return chw.astype(self.dtype, copy=False)
+
+
+class CenterFaceDetector(Detector):
+    """CenterFace-style heads: a heatmap of centres, log box sizes and sub-cell offsets, stride 4."""
+
+    STRIDE = 4
+
+    def detect(self, image: U8Image, threshold: float) -> Detections:
+        height, width = image.shape[:2]
+        stride = self.spec.input.stride
+        # The network needs multiples of its stride: pad rather than stretch, so boxes keep scale.
+        padded_h, padded_w = -(-height // stride) * stride, -(-width // stride) * stride
+        padded: U8Image = np.asarray(
+            cv2.copyMakeBorder(
+                image, 0, padded_h - height, 0, padded_w - width, cv2.BORDER_CONSTANT
+            ),
+            np.uint8,
+        )
+        names = self.spec.outputs
+        heatmap, scale, offset = self.session.run(
+            [names.heatmap, names.scale, names.offset], {names.input: self._tensor(padded)}
+        )
+        found = _decode_centerface(heatmap[0, 0], scale[0], offset[0], threshold, self.STRIDE)
+        return non_max_suppression(found.clipped(width, height), NMS_IOU)
+
+
+def _decode_centerface(
+    heatmap: NDArray[np.float32],
+    scale: NDArray[np.float32],
+    offset: NDArray[np.float32],
+    threshold: float,
+    stride: int,
+) -> Detections:
+    rows, cols = np.nonzero(heatmap > threshold)
+    if not len(rows):
+        return Detections.empty()
+    box_h = np.exp(scale[0, rows, cols]) * stride
+    box_w = np.exp(scale[1, rows, cols]) * stride
+    centre_y = (rows + offset[0, rows, cols] + 0.5) * stride
+    centre_x = (cols + offset[1, rows, cols] + 0.5) * stride
+    boxes = np.stack(
+        [centre_x - box_w / 2, centre_y - box_h / 2, centre_x + box_w / 2, centre_y + box_h / 2], 1
+    )
+    return Detections(boxes.astype(np.float32), heatmap[rows, cols].astype(np.float32))
+
+
+class YoloDetector(Detector):
+    """YOLOv8-style heads: (4 box + classes + mask coefficients) x anchors, centre-size boxes."""
+
+    def detect(self, image: U8Image, threshold: float) -> Detections:
+        height, width = image.shape[:2]
+        size_w, size_h = self.spec.input.default_size
+        ratio = min(size_w / width, size_h / height)
+        resized = cv2.resize(
+            image,
+            (round(width * ratio), round(height * ratio)),
+            interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR,
+        )
+        canvas = np.full((size_h, size_w, 3), LETTERBOX_GREY, np.uint8)
+        canvas[: resized.shape[0], : resized.shape[1]] = resized  # top-left: no offsets to undo
+        names = self.spec.outputs
+        (predictions,) = self.session.run([names.predictions], {names.input: self._tensor(canvas)})
+        found = _decode_yolo(
+            np.asarray(predictions[0], np.float32), threshold, names.mask_coefficients
+        )
+        found = Detections(found.boxes / ratio, found.scores)
+        return non_max_suppression(found.clipped(width, height), NMS_IOU)
+
+
+def _decode_yolo(
+    predictions: NDArray[np.float32], threshold: float, mask_coefficients: int
+) -> Detections:
+    """`predictions` is (4 + classes + mask coefficients) x anchors; any class counts."""
+    class_rows = predictions[4 : predictions.shape[0] - mask_coefficients]
+    scores = class_rows.max(axis=0)
+    keep = np.flatnonzero(scores >= threshold)
+    cx, cy, w, h = predictions[:4, keep]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    return Detections(boxes.astype(np.float32), scores[keep].astype(np.float32))
+
+
+FAMILIES: dict[str, type[Detector]] = {"centerface": CenterFaceDetector, "yolo": YoloDetector}
+
+
+def _prepared_graph(spec: ModelSpec, weights: Path) -> bytes:
+    """The model as onnxruntime should see it: weights out of the inputs, image size free where the
+    family allows it."""
+    model = strip_initializer_inputs(onnx.load(str(weights)))
+    if spec.family == "centerface":
+        names = spec.outputs
+        model = make_dynamic(
+            model,
+            {names.input: ["B", 3, "H", "W"]},
+            {
+                str(names.heatmap): ["B", 1, "h", "w"],
+                str(names.scale): ["B", 2, "h", "w"],
+                str(names.offset): ["B", 2, "h", "w"],
+                str(names.landmarks): ["B", 10, "h", "w"],
+            },
+        )
+    return bytes(model.SerializeToString())
+
+
+def load_detector(
+    spec: ModelSpec, weights: Path, providers: list[str], *, threads: int = 0
+) -> Detector:
+    """A ready detector for `spec` from its verified weights."""
+    if spec.family not in FAMILIES:
+        msg = f"model {spec.name} has family {spec.family!r}; supported: {', '.join(FAMILIES)}"
+        raise ModelError(msg)
+    session = create_session(_prepared_graph(spec, weights), providers, threads=threads)
+    return FAMILIES[spec.family](spec, session)

@@ -1,0 +1,130 @@
+"""`roadswarm edge ...`: the device app's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import cv2
+from tqdm import tqdm
+
+from edge.anonymize import Anonymized, Anonymizer, horizon_row
+from edge.settings import PrivacySettings
+from models.settings import ModelSettings
+from roadswarm.errors import RoadswarmError, UserInputError
+from roadswarm.output import emit, json_option
+from roadswarm.sim.files import ensure_writable_folder, write_atomically
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+JPEG_QUALITY = 90
+
+
+class UnusableImagesError(RoadswarmError):
+    """Some images could not be read or checked; the others were written."""
+
+    exit_code = 5
+
+
+def list_images(source: Path) -> list[Path]:
+    """The image itself, or the images directly inside a folder, in name order."""
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        return sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    msg = f"{source} does not exist: pass an image file or a folder of .jpg/.png images"
+    raise UserInputError(msg)
+
+
+def read_horizon(calibration: Path | None) -> float | None:
+    """The horizon row from a calibration JSON (`roadswarm sim drive` writes one), if given."""
+    if calibration is None:
+        return None
+    try:
+        data = json.loads(calibration.read_text())
+        return horizon_row(data["camera_matrix"], float(data["pitch_deg"]))
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        msg = f"cannot use {calibration} as a calibration ({exc}): it needs camera_matrix and pitch_deg"
+        raise UserInputError(msg) from exc
+
+
+def detection_rows(name: str, result: Anonymized) -> list[dict[str, Any]]:
+    """The JSON rows of one image: class, [x, y, w, h] in its pixels, score."""
+    rows = []
+    for kind, found in (("face", result.faces), ("plate", result.plates)):
+        for (x1, y1, x2, y2), score in zip(
+            found.boxes.tolist(), found.scores.tolist(), strict=True
+        ):
+            box = [round(x1, 1), round(y1, 1), round(x2 - x1, 1), round(y2 - y1, 1)]
+            rows.append({"image": name, "class": kind, "box": box, "score": round(score, 4)})
+    return rows
+
+
+@click.group("edge")
+def edge_group() -> None:
+    """The device app: anonymize frames (capture, spool and upload come with the edge app)."""
+
+
+@edge_group.command("anonymize")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for blurred images.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Camera calibration JSON: look for small targets around its horizon only.",
+)
+@click.option(
+    "--blur",
+    type=click.Choice(["gaussian", "pixelate"]),
+    default=None,
+    help="How to hide what is found.",
+)
+@click.option(
+    "--provider", default=None, help="Execution provider: cpu, cuda, tensorrt, openvino, coreml."
+)
+@json_option
+def anonymize_command(
+    source: Path,
+    out_dir: Path,
+    calibration: Path | None,
+    blur: str | None,
+    provider: str | None,
+    as_json: bool,
+) -> None:
+    """Blur faces and licence plates in an image or a folder of images."""
+    images = list_images(source)
+    horizon = read_horizon(calibration)
+    ensure_writable_folder(out_dir)
+    overrides: dict[str, Any] = {k: v for k, v in {"blur": blur, "provider": provider}.items() if v}
+    anonymizer = Anonymizer.load(PrivacySettings(**overrides), ModelSettings())
+    rows: list[dict[str, Any]] = []
+    unusable: dict[str, str] = {}
+    for path in tqdm(images, desc="images", disable=None):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        result = anonymizer.anonymize(image, horizon=horizon) if image is not None else None
+        if not isinstance(result, Anonymized):
+            unusable[path.name] = result.reason if result else "not a readable JPEG or PNG image"
+            continue
+        suffix = ".png" if path.suffix.lower() == ".png" else ".jpg"
+        params = [] if suffix == ".png" else [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        _, encoded = cv2.imencode(suffix, result.image, params)
+        write_atomically(out_dir / (path.stem + suffix), encoded.tobytes())
+        rows.extend(detection_rows(path.name, result))
+    report = {"detections": rows, "unusable": unusable, "models": anonymizer.model_versions}
+    write_atomically(out_dir / "report.json", json.dumps(report, indent=2).encode())
+    text = (
+        f"{len(images) - len(unusable)} images blurred into {out_dir}, {len(rows)} faces and plates"
+    )
+    emit(rows, as_json=as_json, text=text)
+    if unusable:
+        names = ", ".join(f"{name} ({why})" for name, why in sorted(unusable.items())[:5])
+        msg = f"{len(unusable)} image(s) were not written because they could not be checked: {names}; see {out_dir}/report.json"
+        raise UnusableImagesError(msg)
