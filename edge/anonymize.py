@@ -78,47 +78,38 @@ class Anonymizer:
         """Which weights checked a frame: recorded with every frame that is kept."""
         return {d.task: f"{d.spec.name}@{d.spec.sha256[:12]}" for d in (self.face, self.plate)}
 
-    def face_views(self, width: int, height: int, horizon: float | None) -> list[View]:
+    def views(
+        self, detector: Detector, width: int, height: int, horizon: float | None
+    ) -> list[View]:
+        """An overview of the frame, then the detail band at full resolution: as one strip where
+        the model takes any size, as overlapping tiles where its input size is fixed."""
         s = self.settings
-        top, bottom = band_rows(
-            height, horizon, Band(s.band_above_horizon_px, s.band_below_horizon_px)
-        )
-        detail = [View(0, top, width, bottom - top, 1.0)] if bottom > top else []
-        whole_at_full_size = top == 0 and bottom == height
-        return (
-            detail if whole_at_full_size else [overview(width, height, s.face_overview_px), *detail]
-        )
-
-    def plate_views(self, width: int, height: int, horizon: float | None) -> list[View]:
-        s = self.settings
-        top, bottom = band_rows(
-            height, horizon, Band(s.band_above_horizon_px, s.band_below_horizon_px)
-        )
-        detail = (
-            tiles(0, top, width, bottom - top, s.tile_px, s.tile_overlap_px) if bottom > top else []
-        )
-        first = overview(width, height, s.plate_overview_px)
-        return (
-            detail
-            if len(detail) == 1 and detail[0].width == width and detail[0].height == height
-            else [first, *detail]
-        )
+        band = Band(s.band_above_horizon_px, s.band_below_horizon_px)
+        top, bottom = band_rows(height, horizon, band)
+        if bottom <= top:
+            detail: list[View] = []
+        elif detector.fixed_size is None:
+            detail = [View(0, top, width, bottom - top, 1.0)]
+        else:
+            tile = min(detector.fixed_size)
+            detail = tiles(0, top, width, bottom - top, tile, s.tile_overlap_px)
+        if detail == [View(0, 0, width, height, 1.0)]:
+            return detail  # the detail view is the whole frame already
+        return [overview(width, height, s.overview_px), *detail]
 
     def find(
         self, image: U8Image, *, horizon: float | None = None
     ) -> tuple[Detections, Detections]:
         """Faces and plates in frame pixels, merged over all views."""
         height, width = image.shape[:2]
-        faces = self._run(
-            self.face, image, self.face_views(width, height, horizon), self.settings.face_threshold
-        )
-        plates = self._run(
-            self.plate,
-            image,
-            self.plate_views(width, height, horizon),
-            self.settings.plate_threshold,
-        )
-        return faces, plates
+        found = [
+            self._run(detector, image, self.views(detector, width, height, horizon), threshold)
+            for detector, threshold in (
+                (self.face, self.settings.face_threshold),
+                (self.plate, self.settings.plate_threshold),
+            )
+        ]
+        return found[0], found[1]
 
     def _run(
         self, detector: Detector, image: U8Image, views: list[View], threshold: float

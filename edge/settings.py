@@ -19,9 +19,7 @@ class PrivacySettings(BaseSettings):
     plate_threshold: float = 0.25
     provider: str | None = None
     threads: int = 0
-    face_overview_px: int = 640
-    plate_overview_px: int = 640
-    tile_px: int = 640
+    overview_px: int = 640
     tile_overlap_px: int = 160
     band_above_horizon_px: int = 160
     band_below_horizon_px: int = 352

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from models.boxes import Detections, non_max_suppression
 from models.errors import ModelError
-from models.graph import make_dynamic, strip_initializer_inputs
+from models.graph import cut_at, make_dynamic, strip_initializer_inputs
 from models.registry import ModelSpec
 from models.runtime import create_session
 
@@ -43,9 +43,27 @@ class Detector(ABC):
     def provider(self) -> str:
         return str(self.session.get_providers()[0])
 
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        """(width, height) the model insists on, or None when it takes any multiple of its stride."""
+        return None
+
     @abstractmethod
     def detect(self, image: U8Image, threshold: float) -> Detections:
         """Boxes scoring at least `threshold`, in `image`'s pixels."""
+
+    def _pad_to_stride(self, image: U8Image) -> U8Image:
+        """Pad right and bottom to a multiple of the stride: padding, unlike stretching, keeps
+        boxes in the image's own pixels."""
+        height, width = image.shape[:2]
+        stride = self.spec.input.stride
+        pad_h, pad_w = -height % stride, -width % stride
+        if not pad_h and not pad_w:
+            return image
+        padded = cv2.copyMakeBorder(
+            image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(LETTERBOX_GREY,) * 3
+        )
+        return np.asarray(padded, np.uint8)
 
     def _tensor(self, image: U8Image) -> NDArray[np.floating]:
         pixels = (
@@ -64,15 +82,7 @@ class CenterFaceDetector(Detector):
 
     def detect(self, image: U8Image, threshold: float) -> Detections:
         height, width = image.shape[:2]
-        stride = self.spec.input.stride
-        # The network needs multiples of its stride: pad rather than stretch, so boxes keep scale.
-        padded_h, padded_w = -(-height // stride) * stride, -(-width // stride) * stride
-        padded: U8Image = np.asarray(
-            cv2.copyMakeBorder(
-                image, 0, padded_h - height, 0, padded_w - width, cv2.BORDER_CONSTANT
-            ),
-            np.uint8,
-        )
+        padded = self._pad_to_stride(image)
         names = self.spec.outputs
         heatmap, scale, offset = self.session.run(
             [names.heatmap, names.scale, names.offset], {names.input: self._tensor(padded)}
@@ -102,16 +112,41 @@ def _decode_centerface(
 
 
 class YoloDetector(Detector):
-    """YOLOv8-style heads: (4 box + classes + mask coefficients) x anchors, centre-size boxes."""
+    """YOLOv8-style models. With `heads` in the registry the graph is cut before its box decoding
+    and any input size works; otherwise the model's fixed size is letterboxed."""
+
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        return None if self.spec.outputs.heads else self.spec.input.default_size
 
     def detect(self, image: U8Image, threshold: float) -> Detections:
         height, width = image.shape[:2]
+        found = (
+            self._from_heads(image, threshold)
+            if self.spec.outputs.heads
+            else self._letterboxed(image, threshold)
+        )
+        return non_max_suppression(found.clipped(width, height), NMS_IOU)
+
+    def _from_heads(self, image: U8Image, threshold: float) -> Detections:
+        names = self.spec.outputs
+        heads = self.session.run(
+            list(names.heads), {names.input: self._tensor(self._pad_to_stride(image))}
+        )
+        return Detections.concat(
+            [
+                _decode_yolo_head(np.asarray(head[0], np.float32), stride, names.reg_max, threshold)
+                for head, stride in zip(heads, names.strides, strict=True)
+            ]
+        )
+
+    def _letterboxed(self, image: U8Image, threshold: float) -> Detections:
+        height, width = image.shape[:2]
         size_w, size_h = self.spec.input.default_size
         ratio = min(size_w / width, size_h / height)
+        interpolation = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
         resized = cv2.resize(
-            image,
-            (round(width * ratio), round(height * ratio)),
-            interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR,
+            image, (round(width * ratio), round(height * ratio)), interpolation=interpolation
         )
         canvas = np.full((size_h, size_w, 3), LETTERBOX_GREY, np.uint8)
         canvas[: resized.shape[0], : resized.shape[1]] = resized  # top-left: no offsets to undo
@@ -120,8 +155,30 @@ class YoloDetector(Detector):
         found = _decode_yolo(
             np.asarray(predictions[0], np.float32), threshold, names.mask_coefficients
         )
-        found = Detections(found.boxes / ratio, found.scores)
-        return non_max_suppression(found.clipped(width, height), NMS_IOU)
+        return Detections(found.boxes / ratio, found.scores)
+
+
+def _decode_yolo_head(
+    head: NDArray[np.float32], stride: int, reg_max: int, threshold: float
+) -> Detections:
+    """One scale's raw output, (4 * reg_max box bins + class logits) x rows x cols, to boxes: each
+    side's distance is the expectation of a softmax over its bins, from the cell centre."""
+    best_logit = head[4 * reg_max :].max(axis=0)
+    rows, cols = np.nonzero(best_logit >= np.log(threshold / (1 - threshold)))
+    if not len(rows):
+        return Detections.empty()
+    bins = head[: 4 * reg_max, rows, cols].reshape(4, reg_max, -1)
+    weights = np.exp(bins - bins.max(axis=1, keepdims=True))
+    distance = (weights * np.arange(reg_max, dtype=np.float32)[None, :, None]).sum(
+        axis=1
+    ) / weights.sum(axis=1)
+    left, top, right, bottom = distance
+    centre_x, centre_y = cols + 0.5, rows + 0.5
+    boxes = (
+        np.stack([centre_x - left, centre_y - top, centre_x + right, centre_y + bottom], 1) * stride
+    )
+    scores = 1 / (1 + np.exp(-best_logit[rows, cols]))
+    return Detections(boxes.astype(np.float32), scores.astype(np.float32))
 
 
 def _decode_yolo(
@@ -143,8 +200,8 @@ def _prepared_graph(spec: ModelSpec, weights: Path) -> bytes:
     """The model as onnxruntime should see it: weights out of the inputs, image size free where the
     family allows it."""
     model = strip_initializer_inputs(onnx.load(str(weights)))
+    names = spec.outputs
     if spec.family == "centerface":
-        names = spec.outputs
         model = make_dynamic(
             model,
             {names.input: ["B", 3, "H", "W"]},
@@ -154,6 +211,13 @@ def _prepared_graph(spec: ModelSpec, weights: Path) -> bytes:
                 str(names.offset): ["B", 2, "h", "w"],
                 str(names.landmarks): ["B", 10, "h", "w"],
             },
+        )
+    elif names.heads:
+        model = cut_at(model, [names.input], list(names.heads))
+        model = make_dynamic(
+            model,
+            {names.input: [1, 3, "H", "W"]},
+            {head: [1, "C", f"h{i}", f"w{i}"] for i, head in enumerate(names.heads)},
         )
     return bytes(model.SerializeToString())
 

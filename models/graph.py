@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import onnx
+import onnx.utils
 from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
 
@@ -30,3 +31,10 @@ def make_dynamic(
     out_dims.update(outputs)
     updated: onnx.ModelProto = update_inputs_outputs_dims(model, in_dims, out_dims)
     return updated
+
+
+def cut_at(model: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> onnx.ModelProto:
+    """The part of the graph between `inputs` and `outputs`: a detector whose box decoding has sizes
+    baked in can be cut before it, and the decoding done in numpy for any input size."""
+    extracted: onnx.ModelProto = onnx.utils.Extractor(model).extract_model(inputs, outputs)
+    return extracted

@@ -68,6 +68,11 @@ class OutputSpec(_Strict):
     landmarks: str | None = None
     predictions: str | None = None
     mask_coefficients: int = 0
+    # YOLO: the raw per-scale head outputs (box distribution + class logits) and their strides. When
+    # given, the graph is cut there and boxes are decoded here, so any input size works.
+    heads: tuple[str, ...] = ()
+    strides: tuple[int, ...] = ()
+    reg_max: int = 16
 
 
 class ModelSpec(_Strict):

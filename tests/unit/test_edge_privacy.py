@@ -27,12 +27,19 @@ MAGENTA = (255, 0, 255)
 class MarkerDetector(Detector):
     """Finds magenta rectangles at least `min_px` tall in whatever image it is given."""
 
-    def __init__(self, task: str, min_px: int = 8, fail: bool = False) -> None:
+    def __init__(
+        self, task: str, *, fixed: tuple[int, int] | None = None, fail: bool = False
+    ) -> None:
         name = "centerface" if task == "face" else "platedet-yolov8s-seg"
         super().__init__(get_model(name), session=None)
-        self.min_px = min_px
+        self.min_px = 8
+        self.fixed = fixed
         self.fail = fail
         self.calls = 0
+
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        return self.fixed
 
     def detect(self, image: NDArray[np.uint8], threshold: float) -> Detections:
         self.calls += 1
@@ -53,9 +60,11 @@ def frame_with_markers(boxes: list[tuple[int, int, int, int]]) -> NDArray[np.uin
     return frame
 
 
-def anonymizer(**settings: int) -> Anonymizer:
+def anonymizer(*, tiled: bool = True, **settings: int) -> Anonymizer:
+    """Markers stand in for faces and plates; the plate one has a fixed input size (so is tiled)."""
     chosen = PrivacySettings().model_copy(update=settings)
-    return Anonymizer(MarkerDetector("face"), MarkerDetector("plate"), chosen)
+    plate = MarkerDetector("plate", fixed=(640, 640) if tiled else None)
+    return Anonymizer(MarkerDetector("face"), plate, chosen)
 
 
 def test_tiles_cover_the_region_with_the_overlap() -> None:
@@ -85,13 +94,15 @@ def test_horizon_row_from_the_calibration() -> None:
     assert horizon_row(matrix, 6.0) == pytest.approx(540 - 805 * np.tan(np.radians(6)))
 
 
-def test_small_distant_plates_are_found_only_at_full_resolution() -> None:
-    """A 12 px marker near the horizon vanishes in the 640 px overview but the tiles find it."""
+@pytest.mark.parametrize("tiled", [True, False])
+def test_small_distant_plates_are_found_only_at_full_resolution(tiled: bool) -> None:
+    """A 12 px marker near the horizon vanishes in the 640 px overview but the full-resolution
+    detail views (tiles for a fixed-size model, one strip otherwise) find it."""
     frame = frame_with_markers([(1500, 470, 40, 12), (300, 700, 300, 90)])
-    overview_only = anonymizer(band_above_horizon_px=0, band_below_horizon_px=0)
+    overview_only = anonymizer(tiled=tiled, band_above_horizon_px=0, band_below_horizon_px=0)
     _, plates = overview_only.find(frame, horizon=-10_000.0)
     assert len(plates) == 1  # only the big one
-    _, plates = anonymizer().find(frame, horizon=455.0)
+    _, plates = anonymizer(tiled=tiled).find(frame, horizon=455.0)
     found = sorted(plates.boxes.tolist())
     assert len(found) == 2
     assert found[0] == pytest.approx([300, 700, 600, 790], abs=3)
@@ -99,9 +110,18 @@ def test_small_distant_plates_are_found_only_at_full_resolution() -> None:
 
 
 def test_overlapping_tiles_do_not_duplicate_a_detection() -> None:
-    """A marker inside the overlap of two tiles is reported once."""
-    frame = frame_with_markers([(560, 500, 30, 12)])
-    _, plates = anonymizer().find(frame, horizon=455.0)
+    """A marker inside the overlap of two tiles is reported once, though both tiles see it."""
+    detector = MarkerDetector("plate", fixed=(640, 640))
+    chosen = Anonymizer(MarkerDetector("face"), detector, PrivacySettings())
+    views = chosen.views(detector, 1920, 1080, 455.0)
+    marker = (560, 500, 30, 12)
+    inside = [
+        v
+        for v in views
+        if v.scale == 1 and v.x0 <= marker[0] and marker[0] + marker[2] <= v.x0 + v.width
+    ]
+    assert len(inside) == 2
+    _, plates = chosen.find(frame_with_markers([marker]), horizon=455.0)
     assert len(plates) == 1
 
 
