@@ -14,8 +14,8 @@ from edge.anonymize import Anonymized, Anonymizer, horizon_row
 from edge.settings import PrivacySettings
 from models.settings import ModelSettings
 from roadswarm.errors import RoadswarmError, UserInputError
+from roadswarm.files import ensure_writable_folder, write_atomically
 from roadswarm.output import emit, json_option
-from roadswarm.sim.files import ensure_writable_folder, write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 JPEG_QUALITY = 90

@@ -14,10 +14,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from roadswarm.files import UnwritableOutputError, ensure_writable_folder, write_atomically
 from roadswarm.sim.actors import place_actors
 from roadswarm.sim.camera import Calibration, Pose
-from roadswarm.sim.errors import UnwritableOutputError
-from roadswarm.sim.files import ensure_writable_folder, write_atomically
 from roadswarm.sim.gnss import GnssOptions, simulate_fixes, write_gpx, write_nmea
 from roadswarm.sim.motion import choose_stops, speed_profile, timeline
 from roadswarm.sim.paint import intersection_nodes

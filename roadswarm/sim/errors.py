@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from roadswarm.errors import OutputError, UserInputError
+from roadswarm.errors import UserInputError
 
 
 class NoRoadsError(UserInputError):
@@ -15,7 +15,3 @@ class WorldFormatError(UserInputError):
 
 class RouteError(UserInputError):
     """No route of the requested length can be driven in the world."""
-
-
-class UnwritableOutputError(OutputError):
-    """The output folder cannot be created or written."""

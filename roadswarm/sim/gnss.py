@@ -19,7 +19,7 @@ import pynmea2
 from numpy.typing import NDArray
 
 from roadswarm.errors import UserInputError
-from roadswarm.sim.files import write_atomically
+from roadswarm.files import write_atomically
 from roadswarm.sim.geo import FloatArray, LocalFrame
 
 IntArray = NDArray[np.int64]

@@ -15,7 +15,7 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-from roadswarm.sim.files import write_atomically
+from roadswarm.files import write_atomically
 from roadswarm.sim.paint import PaintLayers
 from roadswarm.sim.texture import GRASS, Material, U8Image, material_texture
 

@@ -12,8 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 from roadswarm import __version__
+from roadswarm.files import ensure_writable_folder, write_atomically
 from roadswarm.sim.errors import WorldFormatError
-from roadswarm.sim.files import ensure_writable_folder, write_atomically
 from roadswarm.sim.geo import LocalFrame
 from roadswarm.sim.ortho import ChunkPainter, Orthophoto, RasterGrid
 from roadswarm.sim.paint import RoadShape, build_paint

@@ -1,4 +1,4 @@
-"""Writing the simulator's outputs: whole files or nothing, and folders checked before long work."""
+"""Writing outputs: whole files or nothing, and folders checked before long work starts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from roadswarm.sim.errors import UnwritableOutputError
+from roadswarm.errors import OutputError
+
+
+class UnwritableOutputError(OutputError):
+    """The output folder or file cannot be created or written."""
 
 
 def write_atomically(path: Path, data: bytes) -> None:
