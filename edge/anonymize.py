@@ -88,14 +88,18 @@ class Anonymizer:
         top, bottom = band_rows(height, horizon, band)
         if bottom <= top:
             detail: list[View] = []
-        elif detector.fixed_size is None:
-            detail = [View(0, top, width, bottom - top, 1.0)]
         else:
-            tile = min(detector.fixed_size)
+            # A model of fixed size gets square tiles; one that takes any size gets full-width
+            # strips, short enough to bound the memory its activations need.
+            fixed = detector.fixed_size
+            tile = (min(fixed), min(fixed)) if fixed else (width, s.strip_max_rows)
             detail = tiles(0, top, width, bottom - top, tile, s.tile_overlap_px)
-        if detail == [View(0, 0, width, height, 1.0)]:
-            return detail  # the detail view is the whole frame already
-        return [overview(width, height, s.overview_px), *detail]
+        whole = overview(width, height, s.overview_px)
+        # Targets that fill the frame are found only when it is shrunk, so the overview always runs
+        # unless it is the frame at full size, which a detail view may already be.
+        if whole.scale == 1.0 and whole in detail:
+            return detail
+        return [whole, *detail]
 
     def find(
         self, image: U8Image, *, horizon: float | None = None

@@ -20,6 +20,7 @@ class PrivacySettings(BaseSettings):
     provider: str | None = None
     threads: int = 0
     overview_px: int = 640
+    strip_max_rows: int = 640
     tile_overlap_px: int = 160
     band_above_horizon_px: int = 160
     band_below_horizon_px: int = 352

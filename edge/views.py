@@ -45,13 +45,16 @@ def band_rows(height: int, horizon_row: float | None, band: Band) -> tuple[int, 
     return (top, bottom) if bottom > top else (0, 0)
 
 
-def tiles(x0: int, y0: int, width: int, height: int, tile_px: int, overlap_px: int) -> list[View]:
-    """Full-resolution tiles of at most `tile_px` covering a region, overlapping by `overlap_px`
-    so any target smaller than the overlap lies whole inside at least one tile."""
+def tiles(
+    x0: int, y0: int, width: int, height: int, tile: tuple[int, int], overlap_px: int
+) -> list[View]:
+    """Full-resolution tiles of at most `tile` (width, height) covering a region, overlapping by
+    `overlap_px` so any target smaller than the overlap lies whole inside at least one tile."""
+    tile_w, tile_h = tile
     return [
-        View(x, y, min(tile_px, x0 + width - x), min(tile_px, y0 + height - y), 1.0)
-        for y in _starts(y0, height, tile_px, overlap_px)
-        for x in _starts(x0, width, tile_px, overlap_px)
+        View(x, y, min(tile_w, x0 + width - x), min(tile_h, y0 + height - y), 1.0)
+        for y in _starts(y0, height, tile_h, overlap_px)
+        for x in _starts(x0, width, tile_w, overlap_px)
     ]
 
 

@@ -69,7 +69,7 @@ def anonymizer(*, tiled: bool = True, **settings: int) -> Anonymizer:
 
 def test_tiles_cover_the_region_with_the_overlap() -> None:
     """Every pixel of the region is in a tile, and neighbours overlap by at least the overlap."""
-    views = tiles(0, 300, 1920, 500, 640, 160)
+    views = tiles(0, 300, 1920, 500, (640, 640), 160)
     covered = np.zeros((1080, 1920), bool)
     for v in views:
         assert v.width <= 640 and v.height <= 640
