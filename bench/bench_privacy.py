@@ -43,7 +43,9 @@ from roadswarm.sim.drive import DriveOptions, simulate_drive
 from roadswarm.sim.world import build_world
 from tests.osm_fixtures import write_grid_osm
 
-CONFIGS = ("dashcam-horizon", "no-horizon")
+# "+prepared": with the fastest variant `roadswarm models prepare` offered; without it, the
+# published models as fetched.
+CONFIGS = ("dashcam-horizon", "no-horizon", "dashcam-horizon+prepared", "no-horizon+prepared")
 FPS_TARGET = 4.0
 RSS_TARGET_MIB = 1536
 DEFACE_VENV = Path.home() / ".cache" / "roadswarm" / "bench" / "deface-venv"
@@ -81,8 +83,8 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load_anonymizer() -> Anonymizer:
-    return Anonymizer.load(PrivacySettings(), ModelSettings())
+def load_anonymizer(*, prepared: bool = False) -> Anonymizer:
+    return Anonymizer.load(PrivacySettings(use_prepared=prepared), ModelSettings())
 
 
 # Frames -------------------------------------------------------------------------------------
@@ -153,9 +155,9 @@ def _timed(call: Callable[[], object]) -> float:
 def measure_speed(config: str, frames: list[Path], calibration: Path) -> dict[str, object]:
     """Per-frame seconds of `anonymize`, and of the face detector alone, over every frame after
     one warm-up frame; frames are read one at a time so peak memory holds one frame."""
-    anonymizer = load_anonymizer()
+    anonymizer = load_anonymizer(prepared=config.endswith("+prepared"))
     horizon = None
-    if config == "dashcam-horizon":
+    if config.startswith("dashcam-horizon"):
         data = json.loads(calibration.read_text())
         horizon = horizon_row(data["camera_matrix"], data["pitch_deg"])
     first = np.asarray(cv2.imread(str(frames[0])), np.uint8)
@@ -177,7 +179,7 @@ def measure_speed(config: str, frames: list[Path], calibration: Path) -> dict[st
             counts["unusable"] += 1
         faces_only.append(_time_faces(anonymizer, image, horizon))
     summary = _speed_summary(config, horizon, stage, faces_only, io, counts)
-    return {**summary, "provider": anonymizer.face.provider}
+    return {**summary, "provider": anonymizer.face.provider, "models": anonymizer.model_versions}
 
 
 def _time_faces(anonymizer: Anonymizer, image: np.ndarray, horizon: float | None) -> float:
@@ -371,8 +373,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_bench(args: argparse.Namespace) -> dict[str, object]:
     """Accuracy in this process, speed in one child process per configuration, then the anchor."""
-    anonymizer = load_anonymizer()
-    accuracy = {spec.folder: evaluate_set(anonymizer, args.data, spec) for spec in EVAL_SETS}
+    accuracy = {}
+    for prepared in (False, True):
+        anonymizer = load_anonymizer(prepared=prepared)
+        suffix = "+prepared" if prepared else ""
+        accuracy.update(
+            {spec.folder + suffix: evaluate_set(anonymizer, args.data, spec) for spec in EVAL_SETS}
+        )
     accuracy_rss = round(peak_rss_mib(), 1)
     with tempfile.TemporaryDirectory(prefix="bench-privacy-") as tmp:
         scratch = Path(tmp)

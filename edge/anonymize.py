@@ -20,6 +20,7 @@ from edge.views import Band, View, band_rows, overview, tiles
 from models.boxes import Detections, non_max_suppression
 from models.detectors import Detector, load_detector
 from models.fetch import ensure_weights
+from models.prepare import best_variant
 from models.registry import get_model
 from models.runtime import choose_providers
 from models.settings import ModelSettings
@@ -66,17 +67,20 @@ class Anonymizer:
         detectors = []
         for name in (settings.face_model, settings.plate_model):
             spec = get_model(name)
+            weights = ensure_weights(spec, model_settings)
+            variant = best_variant(spec, model_settings) if settings.use_prepared else None
             detectors.append(
-                load_detector(
-                    spec, ensure_weights(spec, model_settings), providers, threads=settings.threads
-                )
+                load_detector(spec, weights, providers, threads=settings.threads, variant=variant)
             )
         return cls(detectors[0], detectors[1], settings)
 
     @property
     def model_versions(self) -> dict[str, str]:
         """Which weights checked a frame: recorded with every frame that is kept."""
-        return {d.task: f"{d.spec.name}@{d.spec.sha256[:12]}" for d in (self.face, self.plate)}
+        return {
+            d.task: f"{d.spec.name}@{d.spec.sha256[:12]}{d.variant}"
+            for d in (self.face, self.plate)
+        }
 
     def views(
         self, detector: Detector, width: int, height: int, horizon: float | None

@@ -18,6 +18,8 @@ class PrivacySettings(BaseSettings):
     face_threshold: float = 0.2
     plate_threshold: float = 0.25
     provider: str | None = None
+    # Use the fastest variant `roadswarm models prepare` offered (measured to agree with the original).
+    use_prepared: bool = True
     threads: int = 0
     overview_px: int = 640
     strip_max_rows: int = 640

@@ -30,10 +30,15 @@ LETTERBOX_GREY = 114
 class Detector(ABC):
     """Finds one kind of object (faces or plates) in an image."""
 
-    def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession, variant: str = "") -> None:
         self.spec = spec
         self.session = session
-        self.dtype = np.float16 if spec.input.dtype == "float16" else np.float32
+        self.variant = variant  # "" for the published model, else "+<variant file name>"
+        # The session's own input type decides: a prepared variant may be float32 where the
+        # published model is float16.
+        input_type = session.get_inputs()[0].type if session is not None else ""
+        half = input_type == "tensor(float16)" or (not input_type and spec.input.dtype == "float16")
+        self.dtype = np.float16 if half else np.float32
 
     @property
     def task(self) -> str:
@@ -196,7 +201,7 @@ def _decode_yolo(
 FAMILIES: dict[str, type[Detector]] = {"centerface": CenterFaceDetector, "yolo": YoloDetector}
 
 
-def _prepared_graph(spec: ModelSpec, weights: Path) -> bytes:
+def runtime_graph(spec: ModelSpec, weights: Path) -> bytes:
     """The model as onnxruntime should see it: weights out of the inputs, image size free where the
     family allows it."""
     model = strip_initializer_inputs(onnx.load(str(weights)))
@@ -223,11 +228,18 @@ def _prepared_graph(spec: ModelSpec, weights: Path) -> bytes:
 
 
 def load_detector(
-    spec: ModelSpec, weights: Path, providers: list[str], *, threads: int = 0
+    spec: ModelSpec,
+    weights: Path,
+    providers: list[str],
+    *,
+    threads: int = 0,
+    variant: Path | None = None,
 ) -> Detector:
-    """A ready detector for `spec` from its verified weights."""
+    """A ready detector for `spec`: from its verified weights, or from a variant that
+    `roadswarm models prepare` made of them (already in runtime form)."""
     if spec.family not in FAMILIES:
         msg = f"model {spec.name} has family {spec.family!r}; supported: {', '.join(FAMILIES)}"
         raise ModelError(msg)
-    session = create_session(_prepared_graph(spec, weights), providers, threads=threads)
-    return FAMILIES[spec.family](spec, session)
+    graph = variant.read_bytes() if variant else runtime_graph(spec, weights)
+    session = create_session(graph, providers, threads=threads)
+    return FAMILIES[spec.family](spec, session, f"+{variant.stem}" if variant else "")

@@ -75,6 +75,15 @@ class OutputSpec(_Strict):
     reg_max: int = 16
 
 
+class PrepareSpec(_Strict):
+    """How `roadswarm models prepare` may make device variants of a model."""
+
+    # Nodes whose names start with these stay in float when quantizing: the detection head mixes box
+    # coordinates with scores, and int8 there collapses every score (measured on the plate model).
+    # Empty: no int8 variant is made (a model whose head cannot be told apart by name).
+    int8_keep_float: tuple[str, ...] = ()
+
+
 class ModelSpec(_Strict):
     """One registered detector."""
 
@@ -87,6 +96,7 @@ class ModelSpec(_Strict):
     source: WheelSource | FileSource
     input: InputSpec
     outputs: OutputSpec
+    prepare: PrepareSpec = PrepareSpec()
 
 
 def _read_manifest(path: Path) -> list[ModelSpec]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from models.fetch import FetchResult, describe_source, fetch_model, is_verified, weights_path
+from models.prepare import prepare_model, read_images
 from models.registry import ModelSpec, WheelSource, all_models, get_model
 from models.settings import ModelSettings
 from roadswarm.output import emit, json_option
@@ -90,3 +91,27 @@ def _describe(result: FetchResult) -> str:
         f"{result.name}: {action}, licence {result.licence}{author}\n"
         f"  {result.path}\n  from {result.source}"
     )
+
+
+@models_group.command("prepare")
+@click.argument("names", nargs=-1)
+@click.option(
+    "--images",
+    "images_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder of frames like the device will see (at least 4): half calibrate, half judge.",
+)
+@json_option
+def prepare_command(names: tuple[str, ...], images_dir: Path, as_json: bool) -> None:
+    """Make device variants (fp32, int8), measure speed and agreement, offer the ones that pass."""
+    settings = ModelSettings()
+    images = read_images(images_dir)
+    specs = [get_model(n) for n in names] if names else list(all_models().values())
+    reports = [r for spec in specs for r in prepare_model(spec, images, settings)]
+    lines = [
+        f"{r.model} {r.variant}: {r.ms_per_image} ms/image vs {r.reference_ms_per_image} ms, "
+        f"agreement {r.agreement:.3f} - {r.reason}"
+        for r in reports
+    ]
+    emit(reports, as_json=as_json, text="\n".join(lines))
