@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,11 @@ import cv2
 from tqdm import tqdm
 
 from edge.anonymize import Anonymized, Anonymizer, horizon_row
+from edge.gnss.gpx import read_gpx
+from edge.gnss.log import GnssLog
+from edge.gnss.nmea import read_nmea
+from edge.keyframes import KeyframeRules, PrivacyZones
+from edge.process import Recording, process_recording
 from edge.settings import PrivacySettings
 from models.settings import ModelSettings
 from roadswarm.errors import RoadswarmError, UserInputError
@@ -128,3 +134,97 @@ def anonymize_command(
         names = ", ".join(f"{name} ({why})" for name, why in sorted(unusable.items())[:5])
         msg = f"{len(unusable)} image(s) were not written because they could not be checked: {names}; see {out_dir}/report.json"
         raise UnusableImagesError(msg)
+
+
+def read_gnss_log(gpx: Path | None, nmea: Path | None) -> GnssLog:
+    """Exactly one GNSS log, read with its bad records kept."""
+    if gpx is not None and nmea is None:
+        return read_gpx(gpx)
+    if nmea is not None and gpx is None:
+        return read_nmea(nmea)
+    msg = "give exactly one GNSS log: --gpx FILE or --nmea FILE"
+    raise UserInputError(msg)
+
+
+@edge_group.command("process")
+@click.option("--video", type=click.Path(path_type=Path), required=True, help="The recorded drive.")
+@click.option("--gpx", type=click.Path(path_type=Path), default=None, help="GNSS track as GPX.")
+@click.option(
+    "--nmea", type=click.Path(path_type=Path), default=None, help="GNSS log as NMEA 0183."
+)
+@click.option(
+    "--calibration", type=click.Path(path_type=Path), default=None, help="Camera calibration JSON."
+)
+@click.option(
+    "--video-start",
+    default=None,
+    help="UTC time of the first frame (ISO 8601); default: the first fix.",
+)
+@click.option(
+    "--privacy-zones",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="GeoJSON polygons to leave out.",
+)
+@click.option("--spacing-m", type=click.FloatRange(0.5, 100), default=4.0, show_default=True)
+@click.option(
+    "--trim-m",
+    type=click.FloatRange(0, 10_000),
+    default=200.0,
+    show_default=True,
+    help="Leave out this much at each end of the trip (home protection).",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for keyframes."
+)
+@json_option
+def process_command(
+    video: Path,
+    gpx: Path | None,
+    nmea: Path | None,
+    calibration: Path | None,
+    video_start: str | None,
+    privacy_zones: Path | None,
+    spacing_m: float,
+    trim_m: float,
+    out_dir: Path,
+    as_json: bool,
+) -> None:
+    """Turn a recorded drive into anonymized, geotagged keyframes (one per --spacing-m metres)."""
+    log = read_gnss_log(gpx, nmea)
+    if not log.fixes:
+        msg = (
+            f"the GNSS log has no usable fix ({len(log.bad)} bad records): check the receiver's log"
+        )
+        raise UserInputError(msg)
+    start = parse_start(video_start) if video_start else log.fixes[0].time
+    zones = PrivacyZones.read(privacy_zones) if privacy_zones else None
+    ensure_writable_folder(out_dir)
+    anonymizer = Anonymizer.load(PrivacySettings(), ModelSettings())
+    report = process_recording(
+        Recording(video, start),
+        log,
+        anonymizer,
+        out_dir,
+        rules=KeyframeRules(spacing_m=spacing_m, trim_m=trim_m),
+        zones=zones,
+        horizon=read_horizon(calibration),
+    )
+    text = (
+        f"{report.keyframes} keyframes from {report.frames} frames over {report.travelled_m / 1000:.2f} km "
+        f"in {report.seconds:.1f} s into {out_dir}"
+    )
+    emit(report.to_json(), as_json=as_json, text=text)
+
+
+def parse_start(text: str) -> datetime:
+    """An ISO 8601 instant with a timezone."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        msg = f"--video-start {text!r} is not an ISO 8601 time: write it like 2026-06-01T06:00:00+00:00"
+        raise UserInputError(msg) from exc
+    if when.tzinfo is None:
+        msg = f"--video-start {text!r} has no timezone: add +00:00 (UTC) or the camera's offset"
+        raise UserInputError(msg)
+    return when

@@ -44,13 +44,20 @@ class Timeline:
 def choose_stops(
     path: DrivePath, junction_indices: list[int], minutes: float, rng: random.Random
 ) -> list[Stop]:
-    """Stop at some junctions, and stand still a few times (traffic, a delivery) on longer drives."""
+    """Stop at some junctions, and stand still a few times (traffic, a delivery) within the part
+    of the route the drive will actually reach in `minutes`."""
     stops = [
         Stop(i, rng.uniform(1.0, 5.0), "junction") for i in junction_indices if rng.random() < 0.25
     ]
+    # Where the vehicle will be in time: the route is longer than the drive, so stops placed by
+    # distance alone could all fall beyond its end.
+    clock = timeline(path, speed_profile(path, stops), stops)
     for _ in range(int(minutes // 1.5) + (1 if minutes >= 0.5 else 0)):
-        index = rng.randrange(len(path.s_m) // 5, max(len(path.s_m) // 5 + 1, len(path.s_m) - 40))
-        stops.append(Stop(index, rng.uniform(5.0, 15.0), "stationary"))
+        when = rng.uniform(0.2, 0.8) * min(minutes * 60.0, clock.duration_s)
+        index = int(np.searchsorted(path.s_m, float(clock.distance_at(np.array([when]))[0])))
+        stops.append(
+            Stop(min(max(index, 1), len(path.s_m) - 2), rng.uniform(5.0, 15.0), "stationary")
+        )
     return sorted(stops, key=lambda stop: stop.index)
 
 

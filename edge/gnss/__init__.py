@@ -1,0 +1,1 @@
+"""GNSS sources, one module per source, all producing `Fix` records on the GNSS UTC clock."""

@@ -1,0 +1,156 @@
+"""Which frames become keyframes: one per N metres travelled, none while standing, none near the
+ends of a trip or inside a privacy zone, and none too blurred or too dark to map with."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+from edge.errors import EdgeError
+from edge.track import Pose
+
+U8Image = NDArray[np.uint8]
+CHECK_WIDTH_PX = 480
+
+
+class PrivacyZoneError(EdgeError):
+    """A privacy-zone file is missing or is not GeoJSON polygons."""
+
+
+@dataclass(frozen=True)
+class KeyframeRules:
+    """Spacing, what counts as standing still, trip-end trimming and image checks."""
+
+    spacing_m: float = 4.0
+    stationary_below_mps: float = 0.8
+    trim_m: float = 200.0
+    # If the frame at a mark fails the image checks, later frames up to this far on may stand in.
+    fallback_m: float = 2.0
+    min_sharpness: float = 20.0  # variance of the Laplacian at 480 px width
+    min_brightness: float = 30.0  # mean grey level, 0-255
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A keyframe to take at `frame_index`, or at a later frame up to `last_index` if that one fails
+    the image checks."""
+
+    frame_index: int
+    last_index: int
+    travelled_m: float
+
+
+@dataclass
+class Plan:
+    """The candidates, and how many frames were passed over for each reason."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    travelled_m: float = 0.0
+
+
+class PrivacyZones:
+    """Polygons (lon/lat) inside which nothing is kept, e.g. around the driver's home."""
+
+    def __init__(self, geometry: BaseGeometry | None = None) -> None:
+        self._geometry = geometry
+        if geometry is not None:
+            shapely.prepare(geometry)
+
+    @classmethod
+    def read(cls, path: Path) -> PrivacyZones:
+        try:
+            data = json.loads(path.read_text())
+            features = data.get("features", [data]) if isinstance(data, dict) else []
+            shapes = [shape(f.get("geometry", f)) for f in features]
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            msg = f"cannot read privacy zones from {path} ({exc}): give a GeoJSON file of polygons"
+            raise PrivacyZoneError(msg) from exc
+        if not shapes or any(s.geom_type not in {"Polygon", "MultiPolygon"} for s in shapes):
+            msg = (
+                f"{path} holds no polygons (only Polygon/MultiPolygon features mark privacy zones)"
+            )
+            raise PrivacyZoneError(msg)
+        return cls(shapely.union_all(shapes))
+
+    def contains(self, lon: float, lat: float) -> bool:
+        return self._geometry is not None and bool(shapely.contains_xy(self._geometry, lon, lat))
+
+
+def travelled(poses: list[Pose], stationary_below_mps: float) -> NDArray[np.float64]:
+    """Distance travelled up to each pose, from speed over time (steady where positions wander),
+    counting only stretches between two usable poses where the vehicle was moving."""
+    t = np.array([p.t_s for p in poses])
+    speed = np.array([p.speed_mps for p in poses])
+    usable = np.array([p.problem is None and p.slowest_mps >= stationary_below_mps for p in poses])
+    step = np.diff(t) * (speed[1:] + speed[:-1]) / 2 * (usable[1:] & usable[:-1])
+    return np.concatenate([[0.0], np.cumsum(step)])
+
+
+def plan_keyframes(
+    poses: list[Pose], rules: KeyframeRules, zones: PrivacyZones | None = None
+) -> Plan:
+    """Candidates one `spacing_m` apart along the trip, with every skipped frame counted by reason."""
+    plan = Plan()
+    if not poses:
+        return plan
+    distance = travelled(poses, rules.stationary_below_mps)
+    plan.travelled_m = float(distance[-1])
+    end = plan.travelled_m - rules.trim_m
+    next_mark = rules.trim_m
+    for i, pose in enumerate(poses):
+        reason = _skip_reason(pose, float(distance[i]), end, next_mark, rules, zones)
+        if reason:
+            plan.skipped[reason] += 1
+            continue
+        last = int(np.searchsorted(distance, distance[i] + rules.fallback_m, side="right")) - 1
+        plan.candidates.append(Candidate(i, max(i, last), float(distance[i])))
+        next_mark = float(distance[i]) + rules.spacing_m
+    return plan
+
+
+def _skip_reason(
+    pose: Pose,
+    distance: float,
+    end: float,
+    next_mark: float,
+    rules: KeyframeRules,
+    zones: PrivacyZones | None,
+) -> str | None:
+    if pose.problem:
+        return f"GNSS: {pose.problem}"
+    if pose.slowest_mps < rules.stationary_below_mps:
+        return "stationary"
+    if distance < rules.trim_m or distance > end:
+        return "trip start or end"
+    if distance < next_mark:
+        return "between keyframes"
+    if zones is not None and zones.contains(pose.lon, pose.lat):
+        return "privacy zone"
+    return None
+
+
+def image_problem(image: U8Image, rules: KeyframeRules) -> str | None:
+    """Why a frame is not worth keeping (too blurred, too dark), or None."""
+    height, width = image.shape[:2]
+    scale = min(1.0, CHECK_WIDTH_PX / width)
+    small = cv2.resize(
+        image,
+        (max(1, round(width * scale)), max(1, round(height * scale))),
+        interpolation=cv2.INTER_AREA,
+    )
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    if float(grey.mean()) < rules.min_brightness:
+        return "too dark"
+    if float(cv2.Laplacian(grey, cv2.CV_64F).var()) < rules.min_sharpness:
+        return "too blurred"
+    return None

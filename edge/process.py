@@ -1,0 +1,199 @@
+"""`roadswarm edge process`: a recorded drive (video + GNSS log) to anonymized, packaged keyframes.
+
+Frames are decoded once, in order; only the planned keyframes (and their fallbacks) are checked,
+anonymized and written. Every frame not kept is counted by reason; a keyframe the privacy stage
+could not check is counted as unusable and never written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.anonymize import Anonymized, Anonymizer
+from edge.errors import EdgeError
+from edge.gnss.log import GnssLog
+from edge.keyframes import Candidate, KeyframeRules, PrivacyZones, image_problem, plan_keyframes
+from edge.package import KeyframeRecord, encode_keyframe
+from edge.track import Pose, Track
+
+U8Image = NDArray[np.uint8]
+
+
+class RecordingError(EdgeError):
+    """The video cannot be read, or it and the GNSS log do not cover the same time."""
+
+
+@dataclass
+class ProcessReport:
+    """What came out of one recording, and why the rest did not."""
+
+    frames: int = 0
+    keyframes: int = 0
+    travelled_m: float = 0.0
+    skipped: Counter[str] = field(default_factory=Counter)
+    gnss_bad_records: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "skipped": dict(self.skipped)}
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A video file and when its first frame was taken on the GNSS clock."""
+
+    video: Path
+    start: datetime
+
+
+def _open(video: Path) -> tuple[cv2.VideoCapture, float, int]:
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    if fps <= 0 or count <= 0:
+        capture.release()
+        msg = f"cannot read {video} as a video (no frames or frame rate): pass an MP4/MKV the camera wrote"
+        raise RecordingError(msg)
+    return capture, fps, count
+
+
+def _frames(
+    capture: cv2.VideoCapture, wanted: set[int], count: int
+) -> Iterator[tuple[int, U8Image]]:
+    """Decode in order, yielding only the wanted frames; stops early if the file is truncated."""
+    last = max(wanted, default=-1)
+    for index in range(min(count, last + 1)):
+        if index in wanted:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield index, np.asarray(frame, np.uint8)
+        elif not capture.grab():
+            return
+
+
+def plan(
+    recording: Recording,
+    log: GnssLog,
+    rules: KeyframeRules,
+    zones: PrivacyZones | None,
+    fps: float,
+    count: int,
+) -> tuple[list[Pose], list[Candidate], Counter[str], float]:
+    """Poses of every frame, and the keyframe candidates among them."""
+    if len(log.fixes) < 2:
+        msg = (
+            f"the GNSS log has {len(log.fixes)} usable fixes: the drive cannot be placed on the map"
+        )
+        raise RecordingError(msg)
+    times = recording.start.timestamp() + np.arange(count) / fps
+    track = Track(log.fixes)
+    if times[-1] < track.t_s[0] or times[0] > track.t_s[-1]:
+        msg = (
+            f"video ({recording.start.isoformat()}, {count / fps:.0f} s) and GNSS log "
+            f"({log.fixes[0].time.isoformat()} to {log.fixes[-1].time.isoformat()}) do not overlap: "
+            "give the video's start time with --video-start"
+        )
+        raise RecordingError(msg)
+    poses = track.poses(times)
+    chosen = plan_keyframes(poses, rules, zones)
+    return poses, chosen.candidates, chosen.skipped, chosen.travelled_m
+
+
+def process_recording(
+    recording: Recording,
+    log: GnssLog,
+    anonymizer: Anonymizer,
+    out_dir: Path,
+    *,
+    rules: KeyframeRules,
+    zones: PrivacyZones | None = None,
+    horizon: float | None = None,
+) -> ProcessReport:
+    """Select, check, anonymize and package the keyframes of one recording into `out_dir`."""
+    started = time.perf_counter()
+    capture, fps, count = _open(recording.video)
+    poses, candidates, skipped, travelled_m = plan(recording, log, rules, zones, fps, count)
+    report = ProcessReport(
+        frames=count,
+        travelled_m=round(travelled_m, 1),
+        skipped=skipped,
+        gnss_bad_records=len(log.bad),
+    )
+    sequence_id = f"{recording.video.stem}-{recording.start.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    keyframes_dir = out_dir / "keyframes"
+    keyframes_dir.mkdir(parents=True, exist_ok=True)
+    wanted = {i for c in candidates for i in range(c.frame_index, c.last_index + 1)}
+    owner = {i: c for c in candidates for i in range(c.frame_index, c.last_index + 1)}
+    done: set[int] = set()
+    with (out_dir / "keyframes.jsonl").open("a") as records:
+        for index, frame in _frames(capture, wanted, count):
+            candidate = owner[index]
+            if candidate.frame_index in done:
+                continue
+            problem = image_problem(frame, rules)
+            if problem:
+                report.skipped[problem] += 1
+                if index == candidate.last_index:
+                    done.add(candidate.frame_index)
+                continue
+            done.add(candidate.frame_index)
+            result = anonymizer.anonymize(frame, horizon=horizon)
+            if not isinstance(result, Anonymized):
+                report.skipped[f"unusable: {result.reason}"] += 1
+                continue
+            record = _package(
+                result,
+                poses[index],
+                recording.start + timedelta(seconds=index / fps),
+                keyframes_dir,
+                sequence_id,
+                report.keyframes,
+                index,
+                anonymizer,
+            )
+            records.write(json.dumps(asdict(record)) + "\n")
+            report.keyframes += 1
+    capture.release()
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _package(
+    result: Anonymized,
+    pose: Pose,
+    when: datetime,
+    folder: Path,
+    sequence_id: str,
+    index: int,
+    source_frame: int,
+    anonymizer: Anonymizer,
+) -> KeyframeRecord:
+    data, frame_id = encode_keyframe(result.image, pose, when)
+    tmp = folder / f".{frame_id}.tmp"
+    tmp.write_bytes(data)
+    tmp.replace(folder / f"{frame_id}.jpg")
+    return KeyframeRecord(
+        frame_id,
+        when.isoformat(),
+        round(pose.lat, 8),
+        round(pose.lon, 8),
+        pose.altitude_m,
+        round(pose.heading_deg, 2),
+        round(pose.speed_mps, 2),
+        pose.hdop,
+        sequence_id,
+        index,
+        source_frame,
+        anonymizer.model_versions,
+    )

@@ -1,0 +1,143 @@
+"""`roadswarm edge process` end to end on a simulated drive, with the real privacy models."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from PIL.ExifTags import GPS, IFD, Base
+
+from roadswarm.sim.drive import DriveOptions, simulate_drive
+from roadswarm.sim.world import World
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def drive(grid_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-minute drive at 640x360."""
+    out = tmp_path_factory.mktemp("process") / "drive"
+    simulate_drive(grid_world, out, DriveOptions(minutes=1.0, seed=8, width_px=640, height_px=360))
+    return out
+
+
+def edge_process(drive: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "roadswarm",
+        "edge",
+        "process",
+        "--video",
+        str(drive / "video.mp4"),
+        "--gpx",
+        str(drive / "track.gpx"),
+        "--calibration",
+        str(drive / "calibration.json"),
+        "--trim-m",
+        "50",
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+    ]
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, check=False, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def processed(drive: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The drive through `edge process`."""
+    out = tmp_path_factory.mktemp("process") / "keyframes"
+    done = edge_process(drive, out)
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return out, report
+
+
+def degrees(value: tuple[float, float, float], ref: str) -> float:
+    d, m, s = (float(v) for v in value)
+    return (d + m / 60 + s / 3600) * (-1 if ref in {"S", "W"} else 1)
+
+
+def test_every_keyframe_is_written_once_with_its_record(
+    processed: tuple[Path, dict[str, Any]],
+) -> None:
+    """Each record names a file whose sha256 is its id; the report counts them."""
+    out, report = processed
+    records = [json.loads(line) for line in (out / "keyframes.jsonl").read_text().splitlines()]
+    assert report["keyframes"] == len(records) > 20
+    assert len({r["frame_id"] for r in records}) == len(records)
+    for record in records:
+        data = (out / "keyframes" / f"{record['frame_id']}.jpg").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == record["frame_id"]
+    assert report["frames"] == 1800
+    assert report["skipped"]["between keyframes"] > 0
+
+
+def test_keyframes_carry_map_exif_and_nothing_personal(
+    processed: tuple[Path, dict[str, Any]],
+) -> None:
+    """GPS position, direction and time are in the EXIF; no camera make, model or serial."""
+    out, _ = processed
+    record = json.loads((out / "keyframes.jsonl").read_text().splitlines()[0])
+    image = Image.open(io.BytesIO((out / "keyframes" / f"{record['frame_id']}.jpg").read_bytes()))
+    exif = image.getexif()
+    gps = exif.get_ifd(IFD.GPSInfo)
+    assert degrees(gps[GPS.GPSLatitude], gps[GPS.GPSLatitudeRef]) == pytest.approx(
+        record["lat"], abs=1e-6
+    )
+    assert degrees(gps[GPS.GPSLongitude], gps[GPS.GPSLongitudeRef]) == pytest.approx(
+        record["lon"], abs=1e-6
+    )
+    assert float(gps[GPS.GPSImgDirection]) == pytest.approx(record["heading_deg"], abs=0.01)
+    assert exif.get_ifd(IFD.Exif)[Base.DateTimeOriginal]
+    for tag in (Base.Make, Base.Model, Base.BodySerialNumber, Base.CameraOwnerName):
+        assert tag not in exif and tag not in exif.get_ifd(IFD.Exif)
+
+
+def test_keyframes_are_where_the_vehicle_was(
+    processed: tuple[Path, dict[str, Any]], drive: Path, grid_world: World
+) -> None:
+    """Recorded positions are within GNSS error of the true pose of their source frame."""
+    out, _ = processed
+    truth = json.loads((drive / "truth.json").read_text())
+    for line in (out / "keyframes.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        frame = truth["frames"][record["source_frame"]]
+        x, y = grid_world.frame.to_local(np.array([record["lon"]]), np.array([record["lat"]]))
+        assert math.hypot(float(x[0]) - frame["x_m"], float(y[0]) - frame["y_m"]) < 12.0
+
+
+def test_video_and_gnss_that_do_not_overlap_are_refused(drive: Path, tmp_path: Path) -> None:
+    """A start time a day off is one clear error line naming the fix, and nothing is written."""
+    done = edge_process(drive, tmp_path / "out", "--video-start", "2026-06-02T06:00:00+00:00")
+    assert done.returncode != 0
+    assert (
+        done.stderr.count("\n") == 1
+        and "do not overlap" in done.stderr
+        and "--video-start" in done.stderr
+    )
+    assert not (tmp_path / "out" / "keyframes.jsonl").exists()
+
+
+def test_unreadable_video_is_refused(drive: Path, tmp_path: Path) -> None:
+    """A truncated, corrupted video file is a clear error, not a traceback."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "video.mp4").write_bytes((drive / "video.mp4").read_bytes()[:2000])
+    for name in ("track.gpx", "calibration.json"):
+        (broken / name).write_bytes((drive / name).read_bytes())
+    done = edge_process(broken, tmp_path / "out")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "cannot read" in done.stderr
