@@ -47,6 +47,7 @@ class Candidate:
     frame_index: int
     last_index: int
     travelled_m: float
+    position: int  # order in the plan: the keyframe's index in its sequence
 
 
 @dataclass
@@ -113,7 +114,7 @@ def plan_keyframes(
             plan.skipped[reason] += 1
             continue
         last = int(np.searchsorted(distance, distance[i] + rules.fallback_m, side="right")) - 1
-        plan.candidates.append(Candidate(i, max(i, last), float(distance[i])))
+        plan.candidates.append(Candidate(i, max(i, last), float(distance[i]), len(plan.candidates)))
         next_mark = float(distance[i]) + rules.spacing_m
     return plan
 

@@ -32,7 +32,8 @@ class KeyframeRecord:
     speed_mps: float
     hdop: float | None
     sequence_id: str
-    index: int
+    index: int  # position in the sequence's plan: the same after a crash and a re-run
+    travelled_m: float  # distance along the trip: orders keyframes and adds up to km mapped
     source_frame: int
     model_versions: dict[str, str]
 

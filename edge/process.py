@@ -7,7 +7,6 @@ could not check is counted as unusable and never written.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from edge.errors import EdgeError
 from edge.gnss.log import GnssLog
 from edge.keyframes import Candidate, KeyframeRules, PrivacyZones, image_problem, plan_keyframes
 from edge.package import KeyframeRecord, encode_keyframe
+from edge.spool import Spool
 from edge.track import Pose, Track
 
 U8Image = NDArray[np.uint8]
@@ -114,13 +114,16 @@ def process_recording(
     recording: Recording,
     log: GnssLog,
     anonymizer: Anonymizer,
-    out_dir: Path,
+    spool: Spool,
     *,
     rules: KeyframeRules,
     zones: PrivacyZones | None = None,
     horizon: float | None = None,
 ) -> ProcessReport:
-    """Select, check, anonymize and package the keyframes of one recording into `out_dir`."""
+    """Select, check, anonymize and package the keyframes of one recording into the spool.
+
+    Running it again on the same recording (after a crash, say) skips what the spool already holds.
+    """
     started = time.perf_counter()
     capture, fps, count = _open(recording.video)
     poses, candidates, skipped, travelled_m = plan(recording, log, rules, zones, fps, count)
@@ -131,58 +134,56 @@ def process_recording(
         gnss_bad_records=len(log.bad),
     )
     sequence_id = f"{recording.video.stem}-{recording.start.astimezone(UTC):%Y%m%dT%H%M%SZ}"
-    keyframes_dir = out_dir / "keyframes"
-    keyframes_dir.mkdir(parents=True, exist_ok=True)
-    wanted = {i for c in candidates for i in range(c.frame_index, c.last_index + 1)}
-    owner = {i: c for c in candidates for i in range(c.frame_index, c.last_index + 1)}
+    todo = [
+        c
+        for c in candidates
+        if not any(spool.has_source(sequence_id, i) for i in range(c.frame_index, c.last_index + 1))
+    ]
+    report.skipped["already in the spool"] += len(candidates) - len(todo)
+    owner = {i: c for c in todo for i in range(c.frame_index, c.last_index + 1)}
     done: set[int] = set()
-    with (out_dir / "keyframes.jsonl").open("a") as records:
-        for index, frame in _frames(capture, wanted, count):
-            candidate = owner[index]
-            if candidate.frame_index in done:
-                continue
-            problem = image_problem(frame, rules)
-            if problem:
-                report.skipped[problem] += 1
-                if index == candidate.last_index:
-                    done.add(candidate.frame_index)
-                continue
-            done.add(candidate.frame_index)
-            result = anonymizer.anonymize(frame, horizon=horizon)
-            if not isinstance(result, Anonymized):
-                report.skipped[f"unusable: {result.reason}"] += 1
-                continue
-            record = _package(
-                result,
-                poses[index],
-                recording.start + timedelta(seconds=index / fps),
-                keyframes_dir,
-                sequence_id,
-                report.keyframes,
-                index,
-                anonymizer,
-            )
-            records.write(json.dumps(asdict(record)) + "\n")
-            report.keyframes += 1
+    for index, frame in _frames(capture, set(owner), count):
+        candidate = owner[index]
+        if candidate.frame_index in done:
+            continue
+        problem = image_problem(frame, rules)
+        if problem:
+            report.skipped[problem] += 1
+            if index == candidate.last_index:
+                done.add(candidate.frame_index)
+            continue
+        done.add(candidate.frame_index)
+        result = anonymizer.anonymize(frame, horizon=horizon)
+        if not isinstance(result, Anonymized):
+            report.skipped[f"unusable: {result.reason}"] += 1
+            spool.record_event("unusable", f"{sequence_id} frame {index}: {result.reason}")
+            continue
+        when = recording.start + timedelta(seconds=index / fps)
+        data, frame_id = encode_keyframe(result.image, poses[index], when)
+        record = _record(
+            frame_id,
+            poses[index],
+            when,
+            sequence_id,
+            candidate,
+            index,
+            anonymizer,
+        )
+        report.keyframes += spool.add(record, data)
     capture.release()
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 
 
-def _package(
-    result: Anonymized,
+def _record(
+    frame_id: str,
     pose: Pose,
     when: datetime,
-    folder: Path,
     sequence_id: str,
-    index: int,
+    candidate: Candidate,
     source_frame: int,
     anonymizer: Anonymizer,
 ) -> KeyframeRecord:
-    data, frame_id = encode_keyframe(result.image, pose, when)
-    tmp = folder / f".{frame_id}.tmp"
-    tmp.write_bytes(data)
-    tmp.replace(folder / f"{frame_id}.jpg")
     return KeyframeRecord(
         frame_id,
         when.isoformat(),
@@ -193,7 +194,8 @@ def _package(
         round(pose.speed_mps, 2),
         pose.hdop,
         sequence_id,
-        index,
+        candidate.position,
+        round(candidate.travelled_m, 1),
         source_frame,
         anonymizer.model_versions,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge.blur import BlurMode
@@ -29,3 +31,16 @@ class PrivacySettings(BaseSettings):
     margin_fraction: float = 0.15
     blur: BlurMode = "gaussian"
     merge_iou: float = 0.3
+
+
+def default_spool_dir() -> Path:
+    """Where the spool lives unless told otherwise: the user's data folder, not a cache."""
+    return Path.home() / ".local" / "share" / "roadswarm" / "spool"
+
+
+class EdgeSettings(BaseSettings):
+    """Where the device keeps its keyframes."""
+
+    model_config = SettingsConfigDict(env_prefix="ROADSWARM_EDGE_", extra="ignore")
+
+    spool_dir: Path = default_spool_dir()

@@ -17,7 +17,8 @@ from edge.gnss.log import GnssLog
 from edge.gnss.nmea import read_nmea
 from edge.keyframes import KeyframeRules, PrivacyZones
 from edge.process import Recording, process_recording
-from edge.settings import PrivacySettings
+from edge.settings import EdgeSettings, PrivacySettings
+from edge.spool import Spool
 from models.settings import ModelSettings
 from roadswarm.errors import RoadswarmError, UserInputError
 from roadswarm.files import ensure_writable_folder, write_atomically
@@ -175,7 +176,11 @@ def read_gnss_log(gpx: Path | None, nmea: Path | None) -> GnssLog:
     help="Leave out this much at each end of the trip (home protection).",
 )
 @click.option(
-    "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for keyframes."
+    "--spool",
+    "spool_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The device's spool (default: ROADSWARM_EDGE_SPOOL_DIR or ~/.local/share/roadswarm/spool).",
 )
 @json_option
 def process_command(
@@ -187,7 +192,7 @@ def process_command(
     privacy_zones: Path | None,
     spacing_m: float,
     trim_m: float,
-    out_dir: Path,
+    spool_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Turn a recorded drive into anonymized, geotagged keyframes (one per --spacing-m metres)."""
@@ -199,22 +204,43 @@ def process_command(
         raise UserInputError(msg)
     start = parse_start(video_start) if video_start else log.fixes[0].time
     zones = PrivacyZones.read(privacy_zones) if privacy_zones else None
-    ensure_writable_folder(out_dir)
+    horizon = read_horizon(calibration)
     anonymizer = Anonymizer.load(PrivacySettings(), ModelSettings())
-    report = process_recording(
-        Recording(video, start),
-        log,
-        anonymizer,
-        out_dir,
-        rules=KeyframeRules(spacing_m=spacing_m, trim_m=trim_m),
-        zones=zones,
-        horizon=read_horizon(calibration),
-    )
+    folder = spool_dir or EdgeSettings().spool_dir
+    with Spool(folder) as spool:
+        report = process_recording(
+            Recording(video, start),
+            log,
+            anonymizer,
+            spool,
+            rules=KeyframeRules(spacing_m=spacing_m, trim_m=trim_m),
+            zones=zones,
+            horizon=horizon,
+        )
     text = (
-        f"{report.keyframes} keyframes from {report.frames} frames over {report.travelled_m / 1000:.2f} km "
-        f"in {report.seconds:.1f} s into {out_dir}"
+        f"{report.keyframes} new keyframes from {report.frames} frames over "
+        f"{report.travelled_m / 1000:.2f} km in {report.seconds:.1f} s, spooled in {folder}"
     )
     emit(report.to_json(), as_json=as_json, text=text)
+
+
+@edge_group.command("status")
+@click.option(
+    "--spool",
+    "spool_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The device's spool.",
+)
+@json_option
+def status_command(spool_dir: Path | None, as_json: bool) -> None:
+    """Keyframes spooled, uploaded and committed, captured today, and the last error."""
+    folder = spool_dir or EdgeSettings().spool_dir
+    with Spool(folder) as spool:
+        status = spool.status()
+    counts = status["keyframes"]
+    text = f"spool {folder}: {counts}; captured today: {status['captured_today']}; last error: {status['last_error']}"
+    emit(status, as_json=as_json, text=text)
 
 
 def parse_start(text: str) -> datetime:

@@ -6,8 +6,11 @@ import hashlib
 import io
 import json
 import math
+import random
 import subprocess
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import pytest
 from PIL import Image
 from PIL.ExifTags import GPS, IFD, Base
 
+from edge.spool import Spool
 from roadswarm.sim.drive import DriveOptions, simulate_drive
 from roadswarm.sim.world import World
 
@@ -30,35 +34,30 @@ def drive(grid_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def edge_command(drive: Path, out: Path, *extra: str) -> list[str]:
+    """`roadswarm edge process` on the drive's own files, spooling into `out`."""
+    files = ["--video", str(drive / "video.mp4"), "--gpx", str(drive / "track.gpx")]
+    files += ["--calibration", str(drive / "calibration.json")]
+    options = ["--trim-m", "50", "--spool", str(out), "--json", *extra]
+    return [sys.executable, "-m", "roadswarm", "edge", "process", *files, *options]
+
+
 def edge_process(drive: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "roadswarm",
-        "edge",
-        "process",
-        "--video",
-        str(drive / "video.mp4"),
-        "--gpx",
-        str(drive / "track.gpx"),
-        "--calibration",
-        str(drive / "calibration.json"),
-        "--trim-m",
-        "50",
-        "--out",
-        str(out),
-        "--json",
-        *extra,
-    ]
+    command = edge_command(drive, out, *extra)
     return subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, check=False, timeout=600
     )
 
 
+def spooled(out: Path) -> list[dict[str, Any]]:
+    with Spool(out) as spool:
+        return [asdict(r) for r in spool.records()]
+
+
 @pytest.fixture(scope="module")
 def processed(drive: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """The drive through `edge process`."""
-    out = tmp_path_factory.mktemp("process") / "keyframes"
+    out = tmp_path_factory.mktemp("process") / "spool"
     done = edge_process(drive, out)
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
@@ -70,19 +69,55 @@ def degrees(value: tuple[float, float, float], ref: str) -> float:
     return (d + m / 60 + s / 3600) * (-1 if ref in {"S", "W"} else 1)
 
 
-def test_every_keyframe_is_written_once_with_its_record(
+def test_every_keyframe_is_spooled_once_with_its_record(
     processed: tuple[Path, dict[str, Any]],
 ) -> None:
     """Each record names a file whose sha256 is its id; the report counts them."""
     out, report = processed
-    records = [json.loads(line) for line in (out / "keyframes.jsonl").read_text().splitlines()]
+    records = spooled(out)
     assert report["keyframes"] == len(records) > 20
     assert len({r["frame_id"] for r in records}) == len(records)
+    assert sorted(r["index"] for r in records) == list(range(len(records)))
     for record in records:
         data = (out / "keyframes" / f"{record['frame_id']}.jpg").read_bytes()
         assert hashlib.sha256(data).hexdigest() == record["frame_id"]
     assert report["frames"] == 1800
     assert report["skipped"]["between keyframes"] > 0
+    with Spool(out) as spool:
+        assert spool.integrity_problems() == []
+        assert spool.status()["keyframes"] == {"ready": len(records), "uploaded": 0, "committed": 0}
+
+
+def test_processing_again_adds_nothing(processed: tuple[Path, dict[str, Any]], drive: Path) -> None:
+    """A second run over the same recording finds every keyframe already in the spool."""
+    out, first = processed
+    done = edge_process(drive, out)
+    assert done.returncode == 0, done.stderr
+    again = json.loads(done.stdout)
+    assert again["keyframes"] == 0
+    assert again["skipped"]["already in the spool"] == first["keyframes"]
+    assert len(spooled(out)) == first["keyframes"]
+
+
+def test_killed_runs_lose_nothing_and_duplicate_nothing(
+    processed: tuple[Path, dict[str, Any]], drive: Path, tmp_path: Path
+) -> None:
+    """SIGKILL at random moments, then a full run: the spool equals an uninterrupted run's."""
+    reference = {r["frame_id"] for r in spooled(processed[0])}
+    out = tmp_path / "killed"
+    rng = random.Random(5)
+    for _ in range(5):
+        with subprocess.Popen(
+            edge_command(drive, out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ) as process:
+            time.sleep(rng.uniform(2.0, 6.0))
+            process.kill()
+    done = edge_process(drive, out)
+    assert done.returncode == 0, done.stderr
+    assert {r["frame_id"] for r in spooled(out)} == reference
+    with Spool(out) as spool:
+        assert spool.integrity_problems() == []
+    assert not list((out / "keyframes").glob(".*"))
 
 
 def test_keyframes_carry_map_exif_and_nothing_personal(
@@ -90,7 +125,7 @@ def test_keyframes_carry_map_exif_and_nothing_personal(
 ) -> None:
     """GPS position, direction and time are in the EXIF; no camera make, model or serial."""
     out, _ = processed
-    record = json.loads((out / "keyframes.jsonl").read_text().splitlines()[0])
+    record = spooled(out)[0]
     image = Image.open(io.BytesIO((out / "keyframes" / f"{record['frame_id']}.jpg").read_bytes()))
     exif = image.getexif()
     gps = exif.get_ifd(IFD.GPSInfo)
@@ -112,8 +147,7 @@ def test_keyframes_are_where_the_vehicle_was(
     """Recorded positions are within GNSS error of the true pose of their source frame."""
     out, _ = processed
     truth = json.loads((drive / "truth.json").read_text())
-    for line in (out / "keyframes.jsonl").read_text().splitlines():
-        record = json.loads(line)
+    for record in spooled(out):
         frame = truth["frames"][record["source_frame"]]
         x, y = grid_world.frame.to_local(np.array([record["lon"]]), np.array([record["lat"]]))
         assert math.hypot(float(x[0]) - frame["x_m"], float(y[0]) - frame["y_m"]) < 12.0
@@ -128,7 +162,7 @@ def test_video_and_gnss_that_do_not_overlap_are_refused(drive: Path, tmp_path: P
         and "do not overlap" in done.stderr
         and "--video-start" in done.stderr
     )
-    assert not (tmp_path / "out" / "keyframes.jsonl").exists()
+    assert not list((tmp_path / "out").glob("keyframes/*.jpg"))
 
 
 def test_unreadable_video_is_refused(drive: Path, tmp_path: Path) -> None:

@@ -1,0 +1,194 @@
+"""The durable spool: every keyframe stays here until the server has acknowledged it.
+
+SQLite in WAL mode with synchronous FULL, so a committed row survives a power cut. A keyframe's file
+is written (temp, fsync, rename) before its row is inserted; a file without a row is an orphan from a
+crash and is removed at open. Rows are keyed by frame id (sha256 of the bytes) and by (sequence,
+source frame), so processing the same recording again after a crash adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge.errors import EdgeError
+from edge.package import KeyframeRecord
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS keyframes (
+    frame_id TEXT PRIMARY KEY,
+    sequence_id TEXT NOT NULL,
+    source_frame INTEGER NOT NULL,
+    capture_time TEXT NOT NULL,
+    record TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'ready' CHECK (state IN ('ready', 'uploaded', 'committed')),
+    batch_id TEXT,
+    created_at REAL NOT NULL,
+    UNIQUE (sequence_id, source_frame)
+);
+CREATE INDEX IF NOT EXISTS keyframes_state ON keyframes (state);
+CREATE TABLE IF NOT EXISTS events (
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+"""
+
+
+class SpoolError(EdgeError):
+    """The spool cannot be opened or written (damaged database, full disk, no permission)."""
+
+
+class Spool:
+    """Keyframes and their state on this device."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.frames_dir = root / "keyframes"
+        try:
+            self.frames_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(root / "spool.sqlite3", isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as exc:
+            msg = f"cannot open the spool in {root} ({exc}): check the folder and free space"
+            raise SpoolError(msg) from exc
+        self.removed_orphans = self._remove_orphans()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            msg = f"the spool in {self.root} could not be written ({exc}): check free space"
+            raise SpoolError(msg) from exc
+
+    def _remove_orphans(self) -> int:
+        """Files no row refers to (a crash between writing the file and its row), and temp files."""
+        known = {row[0] for row in self._db.execute("SELECT frame_id FROM keyframes")}
+        removed = 0
+        for path in self.frames_dir.iterdir():
+            if path.suffix != ".jpg" or path.stem not in known:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def has_source(self, sequence_id: str, source_frame: int) -> bool:
+        """Whether this frame of this recording is already spooled (work to skip after a crash)."""
+        row = self._db.execute(
+            "SELECT 1 FROM keyframes WHERE sequence_id = ? AND source_frame = ?",
+            (sequence_id, source_frame),
+        ).fetchone()
+        return row is not None
+
+    def add(self, record: KeyframeRecord, data: bytes) -> bool:
+        """Store a keyframe durably; False if it was already there."""
+        path = self.frames_dir / f"{record.frame_id}.jpg"
+        tmp = path.with_name(f".{record.frame_id}.tmp")
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            msg = f"cannot write keyframe {record.frame_id[:12]} to {self.frames_dir} ({exc.strerror})"
+            raise SpoolError(msg) from exc
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO keyframes (frame_id, sequence_id, source_frame, capture_time, record, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.frame_id,
+                    record.sequence_id,
+                    record.source_frame,
+                    record.capture_time,
+                    json.dumps(asdict(record)),
+                    time.time(),
+                ),
+            )
+        return cursor.rowcount == 1
+
+    def records(self, state: str | None = None) -> list[KeyframeRecord]:
+        query = (
+            "SELECT record FROM keyframes"
+            + (" WHERE state = ?" if state else "")
+            + " ORDER BY sequence_id, source_frame"
+        )
+        return [
+            KeyframeRecord(**json.loads(row[0]))
+            for row in self._db.execute(query, (state,) if state else ())
+        ]
+
+    def record_event(self, kind: str, message: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO events (at, kind, message) VALUES (?, ?, ?)",
+                (time.time(), kind, message),
+            )
+
+    def status(self) -> dict[str, object]:
+        """Counts by state, keyframes captured today (UTC), and the last error."""
+        counts = {state: 0 for state in ("ready", "uploaded", "committed")}
+        counts.update(
+            dict(
+                self._db.execute("SELECT state, COUNT(*) FROM keyframes GROUP BY state").fetchall()
+            )
+        )
+        today = datetime.now(UTC).date().isoformat()
+        captured_today = self._db.execute(
+            "SELECT COUNT(*) FROM keyframes WHERE substr(capture_time, 1, 10) = ?", (today,)
+        ).fetchone()[0]
+        last_error = self._db.execute(
+            "SELECT at, message FROM events WHERE kind = 'error' ORDER BY at DESC LIMIT 1"
+        ).fetchone()
+        return {
+            "spool": str(self.root),
+            "keyframes": counts,
+            "captured_today": captured_today,
+            "sequences": self._db.execute(
+                "SELECT COUNT(DISTINCT sequence_id) FROM keyframes"
+            ).fetchone()[0],
+            "last_error": None
+            if last_error is None
+            else {
+                "at": datetime.fromtimestamp(last_error[0], UTC).isoformat(),
+                "message": last_error[1],
+            },
+        }
+
+    def integrity_problems(self) -> list[str]:
+        """Rows without a file, files whose hash is not their name, and SQLite's own check."""
+        problems = [row[0] for row in self._db.execute("PRAGMA integrity_check") if row[0] != "ok"]
+        for (frame_id,) in self._db.execute("SELECT frame_id FROM keyframes"):
+            path = self.frames_dir / f"{frame_id}.jpg"
+            if not path.is_file():
+                problems.append(f"{frame_id}: file missing")
+            elif hashlib.sha256(path.read_bytes()).hexdigest() != frame_id:
+                problems.append(f"{frame_id}: file does not match its id")
+        return problems
