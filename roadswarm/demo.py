@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ingest.queues import SIM_QUEUE, create_celery_app
 from ingest.storage import LocalObjectStore, ObjectStore
+from roadswarm.demo_edge import copy_keyframes, process_drives
 from roadswarm.errors import ServiceError
 from roadswarm.output import emit, json_option
 from roadswarm.settings import RoadswarmSettings
@@ -38,7 +39,7 @@ from roadswarm.viewer import ViewerServer, index_html, map_svg
 log = logging.getLogger(__name__)
 WORLD_SEED = 7
 DRIVE_TIMEOUT_S = 900
-PENDING_STAGES = ("edge anonymization", "ingest", "map matching", "tiles", "rewards")
+PENDING_STAGES = ("signing and upload", "ingest", "map matching", "tiles", "rewards")
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ def summarise(world: World, drives: list[dict[str, Any]], elapsed_s: float) -> d
             "segments_covered": len(segments),
             "plates_in_view": sum(d["plates_seen"] for d in drives),
             "faces_in_view": sum(d["faces_seen"] for d in drives),
+            "keyframes": sum(d["keyframes"] for d in drives),
             "tiles_built": None,
             "rewards": None,
         },
@@ -159,6 +161,7 @@ def write_site(site_dir: Path, world: World, store: ObjectStore, summary: dict[s
             str(site_dir / thumbnail), _middle_frame(store.get_bytes(drive["objects"]["video.mp4"]))
         )
         drive["thumbnail"] = thumbnail
+        drive["keyframe_thumbnails"] = copy_keyframes(site_dir, drive)
         tracks.append(_track(world, store, drive))
     roads = [list(road.xy) for road in world.roads]
     svg = map_svg(roads, tracks, world.meta.bounds_m)
@@ -219,6 +222,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     world = ensure_world(options.workdir / "world")
     store_root = options.workdir / "objects"
     drives = simulate_drives(options, world, store_root)
+    process_drives(options.workdir, store_root, drives)
     summary = summarise(world, drives, time.monotonic() - started)
     write_site(options.workdir / "site", world, LocalObjectStore(store_root), summary)
     return summary
@@ -232,7 +236,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
         f"segments covered: {totals['segments_covered']}  plates in view: {totals['plates_in_view']}  "
         f"faces in view: {totals['faces_in_view']}",
         *(
-            f"  {d['device']}: {d['frames']} frames, {d['distance_m'] / 1000:.2f} km, {d['segments']} segments"
+            f"  {d['device']}: {d['frames']} frames, {d['distance_m'] / 1000:.2f} km, "
+            f"{d['segments']} segments, {d['keyframes']} anonymized keyframes spooled"
             for d in summary["drives"]
         ),
         "tiles built: - (stage not built yet)   rewards: - (stage not built yet)",

@@ -65,7 +65,8 @@ def index_html(summary: dict[str, Any], svg: str) -> str:
     totals = summary["totals"]
     rows = "".join(
         f"<tr><td>{html.escape(d['device'])}</td><td>{d['frames']}</td><td>{d['distance_m'] / 1000:.2f}</td>"
-        f"<td>{d['segments']}</td><td>{d['plates_seen']}</td><td>{d['faces_seen']}</td></tr>"
+        f"<td>{d['segments']}</td><td>{d['plates_seen']}</td><td>{d['faces_seen']}</td>"
+        f"<td>{d.get('keyframes', 0)}</td></tr>"
         for d in summary["drives"]
     )
     cards = "".join(
@@ -76,6 +77,11 @@ def index_html(summary: dict[str, Any], svg: str) -> str:
             for name, key in d["objects"].items()
         )
         + "</figcaption></figure>"
+        + "".join(
+            f'<figure><img src="{html.escape(name)}" width="240" alt="anonymized keyframe">'
+            "<figcaption>anonymized keyframe</figcaption></figure>"
+            for name in d.get("keyframe_thumbnails", [])
+        )
         for d in summary["drives"]
     )
     pending = ", ".join(summary["pending_stages"]) or "none"
@@ -87,7 +93,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:i
 <h1>roadswarm demo</h1>
 <p>{totals["drives"]} drives, {totals["frames"]} frames, {totals["km_driven"]:.2f} km driven,
 {totals["segments_covered"]} road segments covered. Stages still to come: {html.escape(pending)}.</p>
-<table><tr><th>device</th><th>frames</th><th>km</th><th>segments</th><th>plates</th><th>faces</th></tr>{rows}</table>
+<table><tr><th>device</th><th>frames</th><th>km</th><th>segments</th><th>plate boxes</th><th>face boxes</th><th>keyframes</th></tr>{rows}</table>
 <h2>Tracks</h2>{svg}
 <h2>Drives</h2>{cards}
 <script type="application/json" id="summary">{html.escape(json.dumps(summary))}</script>

@@ -59,6 +59,9 @@ def check_summary(summary: dict[str, Any], workdir: Path) -> None:
     assert totals["frames"] == 2 * FRAMES_PER_DRIVE
     assert totals["segments_covered"] >= 1
     assert totals["tiles_built"] is None and totals["rewards"] is None  # stages not built yet
+    assert totals["keyframes"] == sum(d["keyframes"] for d in summary["drives"])
+    for drive in summary["drives"]:
+        assert (workdir / "spools" / drive["device"] / "spool.sqlite3").is_file()
     devices = {d["device"] for d in summary["drives"]}
     assert devices == {"demo-driver-1", "demo-driver-2"}
     for drive in summary["drives"]:
