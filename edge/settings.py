@@ -44,3 +44,4 @@ class EdgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROADSWARM_EDGE_", extra="ignore")
 
     spool_dir: Path = default_spool_dir()
+    identity_dir: Path = default_spool_dir().parent / "identity"

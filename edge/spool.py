@@ -20,7 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.errors import EdgeError
+from edge.identity import Identity
 from edge.package import KeyframeRecord
+from ingest.protocol import BatchManifest, FrameEntry, SignedManifest, sign
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -36,6 +38,16 @@ CREATE TABLE IF NOT EXISTS keyframes (
     UNIQUE (sequence_id, source_frame)
 );
 CREATE INDEX IF NOT EXISTS keyframes_state ON keyframes (state);
+CREATE TABLE IF NOT EXISTS batches (
+    counter INTEGER PRIMARY KEY,
+    signed_manifest TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'sealed' CHECK (state IN ('sealed', 'committed')),
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL,
     kind TEXT NOT NULL,
@@ -174,6 +186,9 @@ class Spool:
             "sequences": self._db.execute(
                 "SELECT COUNT(DISTINCT sequence_id) FROM keyframes"
             ).fetchone()[0],
+            "batches_sealed": self._db.execute(
+                "SELECT COUNT(*) FROM batches WHERE state = 'sealed'"
+            ).fetchone()[0],
             "last_error": None
             if last_error is None
             else {
@@ -192,3 +207,54 @@ class Spool:
             elif hashlib.sha256(path.read_bytes()).hexdigest() != frame_id:
                 problems.append(f"{frame_id}: file does not match its id")
         return problems
+
+    def seal_batch(self, identity: Identity, *, max_frames: int = 200) -> SignedManifest | None:
+        """Group unbatched keyframes into the next signed batch, or None if there are none.
+
+        One transaction takes the next counter, records the signed manifest and marks its
+        keyframes, so after a crash either all of that happened or none of it did, and a counter
+        is never used twice.
+        """
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT frame_id, record FROM keyframes WHERE batch_id IS NULL AND state = 'ready'"
+                " ORDER BY sequence_id, source_frame LIMIT ?",
+                (max_frames,),
+            ).fetchall()
+            if not rows:
+                return None
+            last = db.execute("SELECT value FROM device WHERE name = 'last_counter'").fetchone()
+            counter = int(last[0]) + 1 if last else 1
+            manifest = BatchManifest(
+                device_id=identity.device_id,
+                counter=counter,
+                created_at=datetime.now(UTC),
+                frames=[self._entry(json.loads(record)) for _, record in rows],
+            )
+            signed = sign(manifest, identity.private_key)
+            db.execute(
+                "INSERT INTO batches (counter, signed_manifest, created_at) VALUES (?, ?, ?)",
+                (counter, signed.model_dump_json(), time.time()),
+            )
+            db.executemany(
+                "UPDATE keyframes SET batch_id = ? WHERE frame_id = ?",
+                [(str(counter), frame_id) for frame_id, _ in rows],
+            )
+            db.execute(
+                "INSERT INTO device (name, value) VALUES ('last_counter', ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (str(counter),),
+            )
+        return signed
+
+    def _entry(self, record: dict[str, object]) -> FrameEntry:
+        size = (self.frames_dir / f"{record['frame_id']}.jpg").stat().st_size
+        fields = {k: v for k, v in record.items() if k in FrameEntry.model_fields}
+        return FrameEntry.model_validate({**fields, "size_bytes": size})
+
+    def sealed_batches(self) -> list[SignedManifest]:
+        """Batches signed but not yet committed by the server, oldest first."""
+        rows = self._db.execute(
+            "SELECT signed_manifest FROM batches WHERE state = 'sealed' ORDER BY counter"
+        )
+        return [SignedManifest.model_validate_json(row[0]) for row in rows]

@@ -15,6 +15,7 @@ from edge.anonymize import Anonymized, Anonymizer, horizon_row
 from edge.gnss.gpx import read_gpx
 from edge.gnss.log import GnssLog
 from edge.gnss.nmea import read_nmea
+from edge.identity import create_identity
 from edge.keyframes import KeyframeRules, PrivacyZones
 from edge.process import Recording, process_recording
 from edge.settings import EdgeSettings, PrivacySettings
@@ -254,3 +255,24 @@ def parse_start(text: str) -> datetime:
         msg = f"--video-start {text!r} has no timezone: add +00:00 (UTC) or the camera's offset"
         raise UserInputError(msg)
     return when
+
+
+@edge_group.command("init")
+@click.option(
+    "--identity-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the key pair is kept (default: ROADSWARM_EDGE_IDENTITY_DIR).",
+)
+@json_option
+def init_command(identity_dir: Path | None, as_json: bool) -> None:
+    """Create this device's ed25519 identity (private key mode 600); prints its id and public key."""
+    folder = identity_dir or EdgeSettings().identity_dir
+    identity = create_identity(folder)
+    result = {
+        "device_id": identity.device_id,
+        "public_key": identity.public_pem(),
+        "identity_dir": str(folder),
+    }
+    text = f"device {identity.device_id} created in {folder}; register this public key:\n{identity.public_pem()}"
+    emit(result, as_json=as_json, text=text)
