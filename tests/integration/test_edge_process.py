@@ -175,3 +175,33 @@ def test_unreadable_video_is_refused(drive: Path, tmp_path: Path) -> None:
     done = edge_process(broken, tmp_path / "out")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "cannot read" in done.stderr
+
+
+def test_nmea_log_gives_about_the_same_keyframes_as_gpx(
+    processed: tuple[Path, dict[str, Any]], drive: Path, tmp_path: Path
+) -> None:
+    """The NMEA log of the same drive gives about as many keyframes. Not the same ones: RMC carries
+    Doppler speed, which the odometry prefers, while the GPX has positions only."""
+    command = edge_command(drive, tmp_path / "nmea")
+    at = command.index("--gpx")
+    command[at : at + 2] = ["--nmea", str(drive / "track.nmea")]
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, check=False, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    from_gpx, from_nmea = len(spooled(processed[0])), len(spooled(tmp_path / "nmea"))
+    assert abs(from_nmea - from_gpx) <= 0.15 * from_gpx
+
+
+def test_gnss_log_without_a_usable_fix_is_refused(drive: Path, tmp_path: Path) -> None:
+    """An NMEA log of garbage is one clear error line that counts the bad records."""
+    garbage = tmp_path / "garbage.nmea"
+    garbage.write_text("$GPRMC,not,a,sentence*00\r\nhello\r\n")
+    command = edge_command(drive, tmp_path / "out")
+    at = command.index("--gpx")
+    command[at : at + 2] = ["--nmea", str(garbage)]
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, check=False, timeout=600
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "no usable fix (2 bad records)" in done.stderr
