@@ -37,6 +37,8 @@ class RecordingError(EdgeError):
 class ProcessReport:
     """What came out of one recording, and why the rest did not."""
 
+    video_start: str = ""
+    video_offset_s: float | None = None
     frames: int = 0
     keyframes: int = 0
     travelled_m: float = 0.0
@@ -128,6 +130,7 @@ def process_recording(
     capture, fps, count = _open(recording.video)
     poses, candidates, skipped, travelled_m = plan(recording, log, rules, zones, fps, count)
     report = ProcessReport(
+        video_start=recording.start.isoformat(),
         frames=count,
         travelled_m=round(travelled_m, 1),
         skipped=skipped,

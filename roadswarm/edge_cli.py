@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ from edge.keyframes import KeyframeRules, PrivacyZones
 from edge.process import Recording, process_recording
 from edge.settings import EdgeSettings, PrivacySettings
 from edge.spool import Spool
+from edge.sync import estimate_offset as find_offset
+from edge.sync import motion_profile
+from edge.track import Track
 from models.settings import ModelSettings
 from roadswarm.errors import RoadswarmError, UserInputError
 from roadswarm.files import ensure_writable_folder, write_atomically
@@ -168,6 +171,11 @@ def read_gnss_log(gpx: Path | None, nmea: Path | None) -> GnssLog:
     default=None,
     help="GeoJSON polygons to leave out.",
 )
+@click.option(
+    "--estimate-offset",
+    is_flag=True,
+    help="Line the video up with the GNSS speed (within 30 s of the given or assumed start).",
+)
 @click.option("--spacing-m", type=click.FloatRange(0.5, 100), default=4.0, show_default=True)
 @click.option(
     "--trim-m",
@@ -191,6 +199,7 @@ def process_command(
     calibration: Path | None,
     video_start: str | None,
     privacy_zones: Path | None,
+    estimate_offset: bool,
     spacing_m: float,
     trim_m: float,
     spool_dir: Path | None,
@@ -204,6 +213,11 @@ def process_command(
         )
         raise UserInputError(msg)
     start = parse_start(video_start) if video_start else log.fixes[0].time
+    offset = None
+    if estimate_offset:
+        times, energy = motion_profile(video)
+        offset = find_offset(Track(log.fixes), start.timestamp(), times, energy)
+        start += timedelta(seconds=offset.seconds)
     zones = PrivacyZones.read(privacy_zones) if privacy_zones else None
     horizon = read_horizon(calibration)
     anonymizer = Anonymizer.load(PrivacySettings(), ModelSettings())
@@ -218,6 +232,7 @@ def process_command(
             zones=zones,
             horizon=horizon,
         )
+    report.video_offset_s = None if offset is None else offset.seconds
     text = (
         f"{report.keyframes} new keyframes from {report.frames} frames over "
         f"{report.travelled_m / 1000:.2f} km in {report.seconds:.1f} s, spooled in {folder}"
