@@ -18,7 +18,7 @@ from roadswarm.files import UnwritableOutputError, ensure_writable_folder, write
 from roadswarm.sim.actors import place_actors
 from roadswarm.sim.camera import Calibration, Pose
 from roadswarm.sim.gnss import GnssOptions, simulate_fixes, write_gpx, write_nmea
-from roadswarm.sim.motion import choose_stops, speed_profile, timeline
+from roadswarm.sim.motion import Timeline, choose_stops, speed_profile, timeline
 from roadswarm.sim.paint import intersection_nodes
 from roadswarm.sim.render import FrameRenderer, PrivacyBox
 from roadswarm.sim.roads import SPEED_KMH
@@ -101,12 +101,7 @@ def simulate_drive(world: World, out_dir: Path, options: DriveOptions) -> DriveS
     )
     start = options.resolved_start()
     fixes = simulate_fixes(
-        times,
-        x,
-        y,
-        np.full_like(x, GROUND_ALTITUDE_M),
-        speed,
-        heading,
+        *_receiver_trajectory(clock, path, duration, options.gnss.rate_hz),
         frame=world.frame,
         start_time=start,
         options=options.gnss,
@@ -132,6 +127,18 @@ def simulate_drive(world: World, out_dir: Path, options: DriveOptions) -> DriveS
         sum(1 for frame in boxes for b in frame if b.kind == "face" and b.visible > 0.5),
         segment_ids,
     )
+
+
+def _receiver_trajectory(
+    clock: Timeline, path: DrivePath, duration_s: float, rate_hz: float
+) -> tuple[np.ndarray, ...]:
+    """The true trajectory the GNSS receiver samples: it runs to the end of the video's last frame
+    interval, as a real one keeps running, so every frame lies between two fixes."""
+    times = np.arange(0.0, duration_s + 1e-9, 1.0 / (10 * rate_hz))
+    s = clock.distance_at(times)
+    x, y = np.interp(s, path.s_m, path.x_m), np.interp(s, path.s_m, path.y_m)
+    speed = np.gradient(s, times)
+    return times, x, y, np.full_like(x, GROUND_ALTITUDE_M), speed, _interp_heading(s, path)
 
 
 def _interp_heading(s: np.ndarray, path: DrivePath) -> np.ndarray:

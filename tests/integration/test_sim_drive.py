@@ -90,8 +90,13 @@ def test_gpx_and_nmea_open_and_agree(drive: Path, truth: dict[str, Any]) -> None
     """gpxpy reads the GPX, pynmea2 verifies every NMEA checksum, and both hold the same fixes."""
     gpx = gpxpy.parse((drive / "track.gpx").read_text())
     points = [p for t in gpx.tracks for s in t.segments for p in s.points]
-    last_frame_s = (int(MINUTES * 60 * FPS) - 1) / FPS
-    assert len(points) == int(last_frame_s) + 1  # 1 Hz from the first frame to the last
+    first, last = truth["frames"][0], truth["frames"][-1]
+    assert points[0].time is not None and points[-1].time is not None
+    # The receiver covers every frame: a fix at or before the first, one at or after the last.
+    assert (
+        points[0].time.isoformat() <= first["time"] and points[-1].time.isoformat() >= last["time"]
+    )
+    assert len(points) == int(last["t_s"]) + 2  # 1 Hz, one fix past the last frame
     sentences = [
         pynmea2.parse(line, check=True) for line in (drive / "track.nmea").read_text().splitlines()
     ]
