@@ -20,3 +20,7 @@ class ObjectNotFoundError(IngestError):
 
 class QueueConfigError(IngestError):
     """The Celery application cannot be built from the given settings (e.g. no broker URL)."""
+
+
+class ObjectCorruptError(IngestError):
+    """An object's bytes no longer match the sha256 recorded when it was written."""
