@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -24,6 +25,7 @@ from edge.identity import Identity
 from edge.package import KeyframeRecord
 from ingest.protocol import BatchManifest, FrameEntry, SignedManifest, sign
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keyframes (
@@ -76,7 +78,9 @@ class Spool:
         except (OSError, sqlite3.Error) as exc:
             msg = f"cannot open the spool in {root} ({exc}): check the folder and free space"
             raise SpoolError(msg) from exc
-        self.removed_orphans = self._remove_orphans()
+        removed = self._remove_orphans()
+        if removed:
+            log.info("removed %d files a crash left in %s", removed, self.frames_dir)
 
     def close(self) -> None:
         self._db.close()

@@ -83,12 +83,15 @@ def timeline(path: DrivePath, speed_mps: FloatArray, stops: list[Stop]) -> Timel
     ds = np.diff(path.s_m)
     mean_speed = np.maximum((speed_mps[:-1] + speed_mps[1:]) / 2, CREEP_MPS)
     t = np.concatenate([[0.0], np.cumsum(ds / mean_speed)])
-    t_points, s_points = list(t), list(path.s_m)
-    # Insert dwells from the end so earlier indices stay valid while inserting.
-    for stop in sorted(stops, key=lambda st: st.index, reverse=True):
-        i = stop.index
-        t_points.insert(i + 1, t_points[i])
-        s_points.insert(i + 1, s_points[i])
-        for j in range(i + 1, len(t_points)):
-            t_points[j] += stop.dwell_s
-    return Timeline(np.array(t_points), np.array(s_points))
+    dwell_at: dict[int, float] = {}
+    for stop in stops:  # two stops at one place are one longer stop
+        dwell_at[stop.index] = dwell_at.get(stop.index, 0.0) + stop.dwell_s
+    index = np.array(sorted(dwell_at), dtype=np.int64)
+    dwell = np.array([dwell_at[i] for i in index])
+    # Every point is reached later by the dwell of each stop before it; a stop's own point is where
+    # the vehicle arrives, and a copy of it, a dwell later, is where it leaves.
+    waited = np.concatenate([[0.0], np.cumsum(dwell)])[np.searchsorted(index, np.arange(len(t)))]
+    arrive = t + waited
+    t_points = np.insert(arrive, index + 1, arrive[index] + dwell)
+    s_points = np.insert(path.s_m, index + 1, path.s_m[index])
+    return Timeline(t_points, s_points)
