@@ -10,19 +10,14 @@ import logging
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from edge.blur import blur_regions, covered_fraction, expand
 from edge.settings import PrivacySettings
-from edge.views import Band, View, band_rows, overview, tiles
-from models.boxes import Detections, non_max_suppression
-from models.detectors import Detector, load_detector
-from models.fetch import ensure_weights
-from models.prepare import best_variant
-from models.registry import get_model
-from models.runtime import choose_providers
+from models.boxes import Detections
+from models.detectors import Detector
+from models.scan import PrivacyScanner
 from models.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -52,83 +47,18 @@ def horizon_row(camera_matrix: list[list[float]], pitch_deg: float) -> float:
     return float(centre_row - focal * math.tan(math.radians(pitch_deg)))
 
 
-class Anonymizer:
-    """Runs the face and plate detectors over their views of a frame and blurs what they find."""
+class Anonymizer(PrivacyScanner):
+    """Finds faces and plates with the privacy scanner and blurs them."""
+
+    settings: PrivacySettings
 
     def __init__(self, face: Detector, plate: Detector, settings: PrivacySettings) -> None:
-        self.face = face
-        self.plate = plate
-        self.settings = settings
+        super().__init__(face, plate, settings)
 
     @classmethod
     def load(cls, settings: PrivacySettings, model_settings: ModelSettings) -> Anonymizer:
         """Detectors from the registry, on the best (or the configured) execution provider."""
-        providers = choose_providers(settings.provider)
-        detectors = []
-        for name in (settings.face_model, settings.plate_model):
-            spec = get_model(name)
-            weights = ensure_weights(spec, model_settings)
-            variant = best_variant(spec, model_settings) if settings.use_prepared else None
-            detectors.append(
-                load_detector(spec, weights, providers, threads=settings.threads, variant=variant)
-            )
-        return cls(detectors[0], detectors[1], settings)
-
-    @property
-    def model_versions(self) -> dict[str, str]:
-        """Which weights checked a frame: recorded with every frame that is kept."""
-        return {
-            d.task: f"{d.spec.name}@{d.spec.sha256[:12]}{d.variant}"
-            for d in (self.face, self.plate)
-        }
-
-    def views(
-        self, detector: Detector, width: int, height: int, horizon: float | None
-    ) -> list[View]:
-        """An overview of the frame, then the detail band at full resolution: as one strip where
-        the model takes any size, as overlapping tiles where its input size is fixed."""
-        s = self.settings
-        band = Band(s.band_above_horizon_px, s.band_below_horizon_px)
-        top, bottom = band_rows(height, horizon, band)
-        if bottom <= top:
-            detail: list[View] = []
-        else:
-            # A model of fixed size gets square tiles; one that takes any size gets full-width
-            # strips, short enough to bound the memory its activations need.
-            fixed = detector.fixed_size
-            tile = (min(fixed), min(fixed)) if fixed else (width, s.strip_max_rows)
-            detail = tiles(0, top, width, bottom - top, tile, s.tile_overlap_px)
-        whole = overview(width, height, s.overview_px)
-        # Targets that fill the frame are found only when it is shrunk, so the overview always runs
-        # unless it is the frame at full size, which a detail view may already be.
-        if whole.scale == 1.0 and whole in detail:
-            return detail
-        return [whole, *detail]
-
-    def find(
-        self, image: U8Image, *, horizon: float | None = None
-    ) -> tuple[Detections, Detections]:
-        """Faces and plates in frame pixels, merged over all views."""
-        height, width = image.shape[:2]
-        found = [
-            self._run(detector, image, self.views(detector, width, height, horizon), threshold)
-            for detector, threshold in (
-                (self.face, self.settings.face_threshold),
-                (self.plate, self.settings.plate_threshold),
-            )
-        ]
-        return found[0], found[1]
-
-    def _run(
-        self, detector: Detector, image: U8Image, views: list[View], threshold: float
-    ) -> Detections:
-        found = []
-        for view in views:
-            crop = image[view.y0 : view.y0 + view.height, view.x0 : view.x0 + view.width]
-            if view.scale != 1.0:
-                crop = _resize(crop, view.scale)
-            found.append(detector.detect(crop, threshold).shifted(view.x0, view.y0, view.scale))
-        return non_max_suppression(Detections.concat(found), self.settings.merge_iou)
+        return cls(*cls.load_detectors(settings, model_settings), settings)
 
     def anonymize(self, image: object, *, horizon: float | None = None) -> Anonymized | Unusable:
         """The frame with every face and plate blurred, or why it could not be checked."""
@@ -158,8 +88,3 @@ def _image_problem(image: object) -> str | None:
     if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 16:
         return f"the frame has shape {image.shape}; expected height x width x 3, at least 16 px"
     return None
-
-
-def _resize(image: U8Image, scale: float) -> U8Image:
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)

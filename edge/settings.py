@@ -7,30 +7,16 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge.blur import BlurMode
+from models.settings import DetectionSettings
 
 
-class PrivacySettings(BaseSettings):
-    """How faces and plates are found and hidden."""
+class PrivacySettings(DetectionSettings):
+    """How faces and plates are found (see `DetectionSettings`) and hidden."""
 
     model_config = SettingsConfigDict(env_prefix="ROADSWARM_PRIVACY_", extra="ignore")
 
-    face_model: str = "centerface"
-    plate_model: str = "platedet-yolov8s-seg"
-    # Low thresholds: a missed face or plate is a privacy failure, an extra blur costs little.
-    face_threshold: float = 0.2
-    plate_threshold: float = 0.25
-    provider: str | None = None
-    # Use the fastest variant `roadswarm models prepare` offered (measured to agree with the original).
-    use_prepared: bool = True
-    threads: int = 0
-    overview_px: int = 640
-    strip_max_rows: int = 640
-    tile_overlap_px: int = 160
-    band_above_horizon_px: int = 160
-    band_below_horizon_px: int = 352
     margin_fraction: float = 0.15
     blur: BlurMode = "gaussian"
-    merge_iou: float = 0.3
 
 
 def default_spool_dir() -> Path:
@@ -44,4 +30,10 @@ class EdgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROADSWARM_EDGE_", extra="ignore")
 
     spool_dir: Path = default_spool_dir()
+    # The ingest API this device uploads to, e.g. https://ingest.example.org
+    api_url: str = ""
+    # Per request: attempts, and full-jitter backoff doubling from the base up to the cap.
+    upload_attempts: int = 8
+    upload_backoff_base_s: float = 1.0
+    upload_backoff_cap_s: float = 60.0
     identity_dir: Path = default_spool_dir().parent / "identity"

@@ -105,7 +105,11 @@ class Spool:
 
     def _remove_orphans(self) -> int:
         """Files no row refers to (a crash between writing the file and its row), and temp files."""
-        known = {row[0] for row in self._db.execute("SELECT frame_id FROM keyframes")}
+        # A committed keyframe's file is deleted after its commit; a crash may have left it.
+        known = {
+            row[0]
+            for row in self._db.execute("SELECT frame_id FROM keyframes WHERE state != 'committed'")
+        }
         removed = 0
         for path in self.frames_dir.iterdir():
             if path.suffix != ".jpg" or path.stem not in known:
@@ -204,7 +208,9 @@ class Spool:
     def integrity_problems(self) -> list[str]:
         """Rows without a file, files whose hash is not their name, and SQLite's own check."""
         problems = [row[0] for row in self._db.execute("PRAGMA integrity_check") if row[0] != "ok"]
-        for (frame_id,) in self._db.execute("SELECT frame_id FROM keyframes"):
+        for (frame_id,) in self._db.execute(
+            "SELECT frame_id FROM keyframes WHERE state != 'committed'"
+        ):
             path = self.frames_dir / f"{frame_id}.jpg"
             if not path.is_file():
                 problems.append(f"{frame_id}: file missing")
@@ -262,3 +268,57 @@ class Spool:
             "SELECT signed_manifest FROM batches WHERE state = 'sealed' ORDER BY counter"
         )
         return [SignedManifest.model_validate_json(row[0]) for row in rows]
+
+    def batch_keyframes(self, counter: int) -> dict[str, str]:
+        """The state of each keyframe of a batch, by frame id."""
+        rows = self._db.execute(
+            "SELECT frame_id, state FROM keyframes WHERE batch_id = ?", (str(counter),)
+        )
+        return dict(rows.fetchall())
+
+    def keyframe_bytes(self, frame_id: str) -> bytes:
+        """The JPEG of a keyframe not yet committed."""
+        path = self.frames_dir / f"{frame_id}.jpg"
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            msg = f"keyframe {frame_id[:12]} is missing from {self.frames_dir} ({exc.strerror}): run `roadswarm edge status` to check the spool"
+            raise SpoolError(msg) from exc
+
+    def mark_uploaded(self, frame_ids: list[str], *, uploaded: bool = True) -> None:
+        """Record that the store has (or, after a refusal, lacks) these keyframes."""
+        before, after = ("ready", "uploaded") if uploaded else ("uploaded", "ready")
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE keyframes SET state = ? WHERE frame_id = ? AND state = ?",
+                [(after, frame_id, before) for frame_id in frame_ids],
+            )
+
+    def mark_committed(self, counter: int) -> int:
+        """The server acknowledged the batch: mark it and its keyframes, then free their files."""
+        with self._transaction() as db:
+            db.execute("UPDATE batches SET state = 'committed' WHERE counter = ?", (counter,))
+            db.execute(
+                "UPDATE keyframes SET state = 'committed' WHERE batch_id = ?", (str(counter),)
+            )
+        freed = 0
+        for frame_id in self.batch_keyframes(counter):
+            path = self.frames_dir / f"{frame_id}.jpg"
+            if path.exists():
+                path.unlink()
+                freed += 1
+        return freed
+
+    def get_value(self, name: str) -> str | None:
+        """A device setting kept in the spool (e.g. where it registered)."""
+        row = self._db.execute("SELECT value FROM device WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_value(self, name: str, value: str) -> None:
+        """Keep a device setting durably."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO device (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ingest.errors import IngestError
 
@@ -34,7 +34,7 @@ class FrameEntry(BaseModel):
 
     frame_id: str = Field(pattern=SHA256_HEX)
     size_bytes: int = Field(gt=0, le=20_000_000)
-    capture_time: datetime
+    capture_time: AwareDatetime
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     altitude_m: float | None = None
@@ -55,7 +55,7 @@ class BatchManifest(BaseModel):
     protocol: int = PROTOCOL_VERSION
     device_id: str = Field(pattern=SHA256_HEX)
     counter: int = Field(ge=1)
-    created_at: datetime
+    created_at: AwareDatetime
     frames: list[FrameEntry] = Field(min_length=1, max_length=1000)
 
     def canonical(self) -> bytes:
@@ -99,3 +99,147 @@ def verify(signed: SignedManifest, key: Ed25519PublicKey) -> BatchManifest:
         msg = f"the signature of batch {signed.manifest.counter} does not match its contents: refuse it"
         raise ProtocolError(msg) from exc
     return signed.manifest
+
+
+# --- Device requests -------------------------------------------------------------------------
+# Every request a device makes is signed with its key over the method, the path with its query,
+# the time and the sha256 of the body, so a captured request cannot be altered, and can be replayed
+# only within the allowed clock skew (the batch counter makes replaying a commit harmless).
+
+DEVICE_HEADER = "X-Roadswarm-Device"
+TIME_HEADER = "X-Roadswarm-Time"
+SIGNATURE_HEADER = "X-Roadswarm-Signature"
+REQUEST_DOMAIN = b"roadswarm-request-v1"
+REGISTRATION_DOMAIN = b"roadswarm-register-v1"
+
+
+def request_payload(method: str, path: str, timestamp: int, body: bytes) -> bytes:
+    """The bytes a device signs for one request."""
+    parts = (method.upper(), path, str(timestamp), hashlib.sha256(body).hexdigest())
+    return b"\n".join([REQUEST_DOMAIN, *(part.encode() for part in parts)])
+
+
+def sign_request(
+    key: Ed25519PrivateKey, method: str, path: str, body: bytes, timestamp: int
+) -> dict[str, str]:
+    """The headers that authenticate a request of this device."""
+    signature = key.sign(request_payload(method, path, timestamp, body))
+    return {
+        DEVICE_HEADER: device_id_for(key.public_key()),
+        TIME_HEADER: str(timestamp),
+        SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+    }
+
+
+def verify_request(
+    key: Ed25519PublicKey, method: str, path: str, body: bytes, headers: dict[str, str]
+) -> int:
+    """Check a request's signature; return its timestamp (the caller checks the clock skew).
+
+    Header names are compared case-insensitively, as HTTP says."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    try:
+        timestamp = int(lowered[TIME_HEADER.lower()])
+        signature = base64.b64decode(lowered[SIGNATURE_HEADER.lower()], validate=True)
+        key.verify(signature, request_payload(method, path, timestamp, body))
+    except KeyError as exc:
+        msg = f"the request has no {exc.args[0]!r} header: sign it with the device key"
+        raise ProtocolError(msg) from exc
+    except (InvalidSignature, ValueError) as exc:
+        msg = "the request signature does not match the device key, path, time or body"
+        raise ProtocolError(msg) from exc
+    return timestamp
+
+
+def registration_proof(key: Ed25519PrivateKey) -> str:
+    """Proof that whoever registers a public key holds its private key (base64 signature)."""
+    payload = REGISTRATION_DOMAIN + b"\n" + device_id_for(key.public_key()).encode()
+    return base64.b64encode(key.sign(payload)).decode()
+
+
+def public_key_hex(key: Ed25519PublicKey) -> str:
+    """The raw 32-byte public key as hex, as devices register it."""
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def load_public_key(hex_key: str) -> Ed25519PublicKey:
+    """A public key from its raw hex form; `ProtocolError` when it is not 32 bytes of hex."""
+    try:
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(hex_key))
+    except ValueError as exc:
+        msg = "the public key must be 64 hex characters (a raw ed25519 key)"
+        raise ProtocolError(msg) from exc
+
+
+def check_registration(public_key: Ed25519PublicKey, proof: str) -> str:
+    """The device id of a registration whose proof is valid; `ProtocolError` otherwise."""
+    device_id = device_id_for(public_key)
+    payload = REGISTRATION_DOMAIN + b"\n" + device_id.encode()
+    try:
+        public_key.verify(base64.b64decode(proof, validate=True), payload)
+    except (InvalidSignature, ValueError) as exc:
+        msg = "the registration proof is not a signature of this device id by this key"
+        raise ProtocolError(msg) from exc
+    return device_id
+
+
+# --- API bodies ------------------------------------------------------------------------------
+
+
+class Registration(BaseModel):
+    """A device announcing its public key, with proof it holds the private one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+    proof: str = Field(max_length=200)
+    enrollment_token: str | None = Field(default=None, max_length=200)
+
+
+class UploadItem(BaseModel):
+    """A frame the device wants to upload: its id and exact size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frame_id: str = Field(pattern=SHA256_HEX)
+    size_bytes: int = Field(gt=0, le=20_000_000)
+
+
+class UploadRequest(BaseModel):
+    """The frames a device asks upload URLs for (at most one batch's worth)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frames: list[UploadItem] = Field(min_length=1, max_length=1000)
+
+
+class UploadTicket(BaseModel):
+    """Where and how to upload one frame: a multipart POST of `fields`, then the file as `file`."""
+
+    frame_id: str
+    key: str
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+    # The store already holds these exact bytes (a retry after a crash): nothing to send.
+    already_uploaded: bool = False
+
+
+class UploadTickets(BaseModel):
+    """The API's answer to an `UploadRequest`."""
+
+    tickets: list[UploadTicket]
+
+
+class CommitReceipt(BaseModel):
+    """The API's acknowledgement of a committed batch; repeated for a batch committed already."""
+
+    device_id: str
+    counter: int
+    frames: int
+    already_committed: bool
+
+
+def frame_object_key(device_id: str, frame_id: str) -> str:
+    """Where a device's frame is stored: inside its own prefix, named by its content."""
+    return f"frames/{device_id}/{frame_id}.jpg"

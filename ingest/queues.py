@@ -14,12 +14,18 @@ from celery import Celery
 from ingest.errors import QueueConfigError
 
 INGEST_QUEUE = "ingest"
+AUDIT_QUEUE = "audit"
+"""The privacy audit: heavy (detectors), so scaled apart from the cheap checks of `ingest`."""
 MATCH_QUEUE = "match"
 STITCH_QUEUE = "stitch"
 REWARDS_QUEUE = "rewards"
 SIM_QUEUE = "sim"
 """The simulator's rendering queue (virtual dashcam frames)."""
-ALL_QUEUES = (INGEST_QUEUE, MATCH_QUEUE, STITCH_QUEUE, REWARDS_QUEUE, SIM_QUEUE)
+VALIDATE_TASK = "ingest.validate_frames"
+AUDIT_TASK = "ingest.audit_frames"
+RECONCILE_TASK = "ingest.reconcile"
+
+ALL_QUEUES = (INGEST_QUEUE, AUDIT_QUEUE, MATCH_QUEUE, STITCH_QUEUE, REWARDS_QUEUE, SIM_QUEUE)
 
 # Redis redelivers a message not acknowledged within the visibility timeout. With late acks a task
 # that runs longer would be delivered again while still running, so the hard time limit stays
@@ -29,6 +35,7 @@ TASK_TIME_LIMIT_S = 1800
 # The soft limit raises SoftTimeLimitExceeded inside the task first, so it can clean up.
 TASK_SOFT_TIME_LIMIT_S = 1740
 RESULT_EXPIRES_S = 24 * 3600
+RECONCILE_EVERY_S = 60.0
 
 
 def create_celery_app(
@@ -78,4 +85,12 @@ def reliable_config(default_queue: str = INGEST_QUEUE) -> dict[str, Any]:
         "task_soft_time_limit": TASK_SOFT_TIME_LIMIT_S,
         "timezone": "UTC",
         "enable_utc": True,
+        # Run by the one worker started with `--beat`: re-queues what the broker lost.
+        "beat_schedule": {
+            "reconcile": {
+                "task": RECONCILE_TASK,
+                "schedule": RECONCILE_EVERY_S,
+                "options": {"queue": INGEST_QUEUE, "expires": RECONCILE_EVERY_S},
+            }
+        },
     }

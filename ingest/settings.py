@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import field_validator
@@ -30,3 +31,55 @@ class QueueSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+
+class IngestSettings(BaseSettings):
+    """Where the catalog and the objects are, and how the ingest API treats devices.
+
+    Objects go to S3 (MinIO) when `ROADSWARM_S3_ENDPOINT` is set, else to the folder
+    `ROADSWARM_STORE_DIR`. `ROADSWARM_UPLOAD_SECRET` signs the embedded store's upload URLs.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ROADSWARM_", extra="ignore")
+
+    database_url: str = ""
+    store_dir: Path | None = None
+    s3_endpoint: str = ""
+    # The address devices use to reach MinIO, when it differs from the workers' (NAT, proxy).
+    s3_public_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_bucket: str = "roadswarm"
+    s3_region: str = "us-east-1"
+    s3_secure: bool = True
+    upload_secret: str = ""
+    upload_url_expiry_s: int = 900
+    max_frame_bytes: int = 20_000_000
+    request_max_skew_s: int = 300
+    # When set, a device must present it to register (a closed fleet); empty means open enrolment.
+    enrollment_token: str = ""
+    # Bearer token MinIO's webhook target sends with bucket notifications.
+    notify_token: str = ""
+
+
+class ValidationSettings(BaseSettings):
+    """Limits each uploaded frame is checked against (`ROADSWARM_VALIDATION_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ROADSWARM_VALIDATION_", extra="ignore")
+
+    min_width_px: int = 320
+    min_height_px: int = 180
+    max_width_px: int = 8192
+    max_height_px: int = 8192
+    max_speed_mps: float = 70.0
+    # GNSS noise allowance subtracted from the distance between two frames before judging speed.
+    position_noise_m: float = 25.0
+    max_acceleration_mps2: float = 12.0
+    max_future_s: float = 300.0
+    max_age_days: float = 30.0
+    near_duplicate_bits: int = 3
+    near_duplicate_radius_m: float = 30.0
+    audit_face_threshold: float = 0.5
+    audit_plate_threshold: float = 0.5
+    stuck_after_s: float = 600.0
+    max_attempts: int = 5

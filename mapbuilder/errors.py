@@ -5,3 +5,19 @@ from __future__ import annotations
 
 class MapError(Exception):
     """Base class of every fatal error raised by `mapbuilder`; per-item failures are returned as values."""
+
+
+class RoadFileError(MapError):
+    """A road file is missing, unreadable, or of a format the road reader does not know."""
+
+
+class NoRoadsError(RoadFileError):
+    """A road file holds no drivable road (inside the requested area)."""
+
+
+class NetworkFormatError(RoadFileError):
+    """A saved road network is damaged or was written by an incompatible version."""
+
+
+class TrackError(MapError):
+    """A track to match is missing, unreadable, empty or inconsistent."""

@@ -25,3 +25,26 @@ class ModelSettings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         """Accept `~/...` as a shell would, since environment variables are not expanded."""
         return value.expanduser()
+
+
+class DetectionSettings(BaseSettings):
+    """How faces and plates are found (`ROADSWARM_PRIVACY_*`): by the edge before blurring, and by
+    the server's privacy audit of what the edge uploaded."""
+
+    model_config = SettingsConfigDict(env_prefix="ROADSWARM_PRIVACY_", extra="ignore")
+
+    face_model: str = "centerface"
+    plate_model: str = "platedet-yolov8s-seg"
+    # Low thresholds: a missed face or plate is a privacy failure, an extra blur costs little.
+    face_threshold: float = 0.2
+    plate_threshold: float = 0.25
+    provider: str | None = None
+    # Use the fastest variant `roadswarm models prepare` offered (measured to agree with the original).
+    use_prepared: bool = True
+    threads: int = 0
+    overview_px: int = 640
+    strip_max_rows: int = 640
+    tile_overlap_px: int = 160
+    band_above_horizon_px: int = 160
+    band_below_horizon_px: int = 352
+    merge_iou: float = 0.3

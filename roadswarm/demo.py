@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from ingest.queues import SIM_QUEUE, create_celery_app
 from ingest.storage import LocalObjectStore, ObjectStore
 from roadswarm.demo_edge import copy_keyframes, process_drives
+from roadswarm.demo_ingest import ingest_drives
 from roadswarm.errors import ServiceError
 from roadswarm.output import emit, json_option
 from roadswarm.settings import RoadswarmSettings
@@ -39,7 +41,7 @@ from roadswarm.viewer import ViewerServer, index_html, map_svg
 log = logging.getLogger(__name__)
 WORLD_SEED = 7
 DRIVE_TIMEOUT_S = 900
-PENDING_STAGES = ("signing and upload", "ingest", "map matching", "tiles", "rewards")
+PENDING_STAGES = ("map matching", "tiles", "rewards")
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,14 @@ def broker(options: DemoOptions) -> Iterator[str]:
         yield redis_server.url
 
 
-def drive_options(options: DemoOptions) -> list[DriveOptions]:
+def demo_start(now: datetime) -> datetime:
+    """When the virtual drivers set off: the start of the previous hour, so the drives are recent
+    (ingest refuses captures from the future or long ago) and a re-run within the hour repeats them
+    exactly (the spool and the catalog then add nothing)."""
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+
+
+def drive_options(options: DemoOptions, start: datetime) -> list[DriveOptions]:
     """One drive per virtual driver; the seed makes each route, traffic and GNSS error different."""
     return [
         DriveOptions(
@@ -82,50 +91,54 @@ def drive_options(options: DemoOptions) -> list[DriveOptions]:
             width_px=options.width_px,
             height_px=options.height_px,
             device=f"demo-driver-{i + 1}",
+            start_time=start + timedelta(minutes=2 * i),
         )
         for i in range(options.drivers)
     ]
 
 
-def simulate_drives(options: DemoOptions, world: World, store_root: Path) -> list[dict[str, Any]]:
+def simulate_drives(
+    options: DemoOptions, world: World, store_root: Path, url: str
+) -> list[dict[str, Any]]:
     """Render every driver's drive on real Celery workers and collect their summaries."""
-    with broker(options) as url:
-        worker = WorkerProcess(
-            "roadswarm.worker_app",
-            broker_url=url,
-            result_backend=url,
-            workdir=options.workdir / "logs",
-            queues=[SIM_QUEUE],
-            concurrency=min(2, os.cpu_count() or 1),
-            name="demo-sim",
-        )
-        with worker:
-            app = create_celery_app(url, url)
-            pending = [
-                app.send_task(
-                    "sim.drive",
-                    args=[str(world.root), str(store_root), _task_options(d)],
-                    queue=SIM_QUEUE,
-                )
-                for d in drive_options(options)
-            ]
-            results = []
-            for result in tqdm(pending, desc="drives", disable=None):
-                try:
-                    results.append(result.get(timeout=DRIVE_TIMEOUT_S))
-                except Exception as exc:  # the worker's error, re-raised by Celery in this process
-                    msg = f"a simulated drive failed on the worker ({exc}): see {worker.log_path}"
-                    raise ServiceError(msg) from exc
+    worker = WorkerProcess(
+        "roadswarm.worker_app",
+        broker_url=url,
+        result_backend=url,
+        workdir=options.workdir / "logs",
+        queues=[SIM_QUEUE],
+        concurrency=min(2, os.cpu_count() or 1),
+        name="demo-sim",
+    )
+    with worker:
+        app = create_celery_app(url, url)
+        pending = [
+            app.send_task(
+                "sim.drive",
+                args=[str(world.root), str(store_root), _task_options(d)],
+                queue=SIM_QUEUE,
+            )
+            for d in drive_options(options, demo_start(datetime.now(UTC)))
+        ]
+        results = []
+        for result in tqdm(pending, desc="drives", disable=None):
+            try:
+                results.append(result.get(timeout=DRIVE_TIMEOUT_S))
+            except Exception as exc:  # the worker's error, re-raised by Celery in this process
+                msg = f"a simulated drive failed on the worker ({exc}): see {worker.log_path}"
+                raise ServiceError(msg) from exc
     return results
 
 
 def _task_options(options: DriveOptions) -> dict[str, Any]:
     data = asdict(options)
-    data.pop("start_time")
+    data["start_time"] = options.resolved_start().isoformat()
     return data
 
 
-def summarise(world: World, drives: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
+def summarise(
+    world: World, drives: list[dict[str, Any]], ingested: dict[str, Any], elapsed_s: float
+) -> dict[str, Any]:
     """The numbers the demo prints and the viewer shows."""
     segments = {segment for d in drives for segment in d["segment_ids"]}
     return {
@@ -142,10 +155,14 @@ def summarise(world: World, drives: list[dict[str, Any]], elapsed_s: float) -> d
             "plates_in_view": sum(d["plates_seen"] for d in drives),
             "faces_in_view": sum(d["faces_seen"] for d in drives),
             "keyframes": sum(d["keyframes"] for d in drives),
+            "keyframes_uploaded": sum(d["uploaded"] for d in drives),
+            "frames_accepted": ingested["frames"]["accepted"],
+            "frames_quarantined": ingested["frames"]["quarantined"],
             "tiles_built": None,
             "rewards": None,
         },
         "drives": drives,
+        "catalog": ingested,
         "pending_stages": list(PENDING_STAGES),
         "elapsed_s": round(elapsed_s, 1),
     }
@@ -221,9 +238,11 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     options.workdir.mkdir(parents=True, exist_ok=True)
     world = ensure_world(options.workdir / "world")
     store_root = options.workdir / "objects"
-    drives = simulate_drives(options, world, store_root)
-    process_drives(options.workdir, store_root, drives)
-    summary = summarise(world, drives, time.monotonic() - started)
+    with broker(options) as url:
+        drives = simulate_drives(options, world, store_root, url)
+        process_drives(options.workdir, store_root, drives)
+        ingested = ingest_drives(options.workdir, store_root, url, drives)
+    summary = summarise(world, drives, ingested, time.monotonic() - started)
     write_site(options.workdir / "site", world, LocalObjectStore(store_root), summary)
     return summary
 
@@ -237,9 +256,12 @@ def _summary_text(summary: dict[str, Any]) -> str:
         f"faces in view: {totals['faces_in_view']}",
         *(
             f"  {d['device']}: {d['frames']} frames, {d['distance_m'] / 1000:.2f} km, "
-            f"{d['segments']} segments, {d['keyframes']} anonymized keyframes spooled"
+            f"{d['segments']} segments, {d['keyframes']} anonymized keyframes, "
+            f"{d['uploaded']} uploaded"
             for d in summary["drives"]
         ),
+        f"catalog: {totals['frames_accepted']} frames accepted, "
+        f"{totals['frames_quarantined']} quarantined {summary['catalog']['quarantined_by_reason'] or ''}",
         "tiles built: - (stage not built yet)   rewards: - (stage not built yet)",
         f"done in {summary['elapsed_s']} s",
     ]

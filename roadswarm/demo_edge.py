@@ -49,10 +49,14 @@ def process_drive(
         )
         records = spool.records()
     step = max(1, len(records) // THUMBNAILS_PER_DRIVE)
-    samples = [
-        spool_dir / "keyframes" / f"{r.frame_id}.jpg"
-        for r in records[::step][:THUMBNAILS_PER_DRIVE]
-    ]
+    samples = []
+    # Copied out now: the spool frees a keyframe's file once its upload is committed.
+    for record in records[::step][:THUMBNAILS_PER_DRIVE]:
+        source = spool_dir / "keyframes" / f"{record.frame_id}.jpg"
+        if source.exists():
+            samples.append(spool_dir.parent / "samples" / f"{record.frame_id}.jpg")
+            samples[-1].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, samples[-1])
     return {
         "keyframes": len(records),
         "new_keyframes": report.keyframes,

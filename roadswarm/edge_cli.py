@@ -12,10 +12,11 @@ import cv2
 from tqdm import tqdm
 
 from edge.anonymize import Anonymized, Anonymizer, horizon_row
+from edge.client import IngestClient, RetryPolicy
 from edge.gnss.gpx import read_gpx
 from edge.gnss.log import GnssLog
 from edge.gnss.nmea import read_nmea
-from edge.identity import create_identity
+from edge.identity import create_identity, load_identity
 from edge.keyframes import KeyframeRules, PrivacyZones
 from edge.process import Recording, process_recording
 from edge.settings import EdgeSettings, PrivacySettings
@@ -23,13 +24,18 @@ from edge.spool import Spool
 from edge.sync import estimate_offset as find_offset
 from edge.sync import motion_profile
 from edge.track import Track
+from edge.upload import upload_spool
 from models.settings import ModelSettings
-from roadswarm.errors import RoadswarmError, UserInputError
+from roadswarm.errors import RoadswarmError, ServiceError, UserInputError
 from roadswarm.files import ensure_writable_folder, write_atomically
 from roadswarm.output import emit, json_option
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 JPEG_QUALITY = 90
+
+
+class ServerUnavailableError(ServiceError):
+    """The ingest API could not be reached; everything stays spooled for the next run."""
 
 
 class UnusableImagesError(RoadswarmError):
@@ -279,15 +285,70 @@ def parse_start(text: str) -> datetime:
     default=None,
     help="Where the key pair is kept (default: ROADSWARM_EDGE_IDENTITY_DIR).",
 )
+@click.option(
+    "--register",
+    "api_url",
+    default=None,
+    help="Register the new key with this ingest API (e.g. http://127.0.0.1:8100).",
+)
+@click.option("--enrollment-token", default=None, help="Token a closed deployment requires.")
 @json_option
-def init_command(identity_dir: Path | None, as_json: bool) -> None:
-    """Create this device's ed25519 identity (private key mode 600); prints its id and public key."""
+def init_command(
+    identity_dir: Path | None, api_url: str | None, enrollment_token: str | None, as_json: bool
+) -> None:
+    """Create this device's ed25519 identity (private key mode 600) and optionally register it."""
     folder = identity_dir or EdgeSettings().identity_dir
     identity = create_identity(folder)
+    registered = None
+    if api_url:
+        client = IngestClient(api_url, identity)
+        try:
+            registered = client.register(enrollment_token)
+        finally:
+            client.close()
     result = {
         "device_id": identity.device_id,
         "public_key": identity.public_pem(),
         "identity_dir": str(folder),
+        "registered_with": api_url if registered else None,
     }
-    text = f"device {identity.device_id} created in {folder}; register this public key:\n{identity.public_pem()}"
+    where = f"registered with {api_url}" if registered else "register it with --register URL"
+    text = f"device {identity.device_id} created in {folder}; {where}"
     emit(result, as_json=as_json, text=text)
+
+
+@edge_group.command("upload")
+@click.option("--api", "api_url", default=None, help="Ingest API URL (or ROADSWARM_EDGE_API_URL).")
+@click.option("--spool", "spool_dir", type=click.Path(path_type=Path), default=None)
+@click.option("--identity-dir", type=click.Path(path_type=Path), default=None)
+@json_option
+def upload_command(
+    api_url: str | None, spool_dir: Path | None, identity_dir: Path | None, as_json: bool
+) -> None:
+    """Seal ready keyframes into signed batches, upload them and commit; resumes after any crash."""
+    settings = EdgeSettings()
+    url = api_url or settings.api_url
+    if not url:
+        msg = "no ingest API: pass --api URL or set ROADSWARM_EDGE_API_URL"
+        raise UserInputError(msg)
+    identity = load_identity(identity_dir or settings.identity_dir)
+    policy = RetryPolicy(
+        attempts=settings.upload_attempts,
+        base_s=settings.upload_backoff_base_s,
+        cap_s=settings.upload_backoff_cap_s,
+    )
+    client = IngestClient(url, identity, policy=policy)
+    try:
+        with Spool(spool_dir or settings.spool_dir) as spool:
+            report = upload_spool(spool, client)
+    finally:
+        client.close()
+    text = (
+        f"{report.batches_committed} batches committed ({report.frames_committed} frames, "
+        f"{report.frames_uploaded} uploaded now) in {report.seconds:.1f} s"
+    )
+    if report.retry_later:
+        text += f"; server unreachable, will retry: {report.retry_later[-1]}"
+    emit(report.to_json(), as_json=as_json, text=text)
+    if report.retry_later:
+        raise ServerUnavailableError(report.retry_later[-1])

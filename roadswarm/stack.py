@@ -381,3 +381,28 @@ def _proc_stat_fields(pid: int) -> list[str]:
     text = (_PROC / str(pid) / "stat").read_text()
     # The command name is in parentheses and may itself contain spaces or ')'.
     return text.rpartition(")")[2].split()
+
+
+def ingest_worker(
+    *,
+    broker_url: str,
+    database_url: str,
+    store_dir: Path,
+    workdir: Path,
+    queues: Sequence[str],
+    concurrency: int = 2,
+    name: str = "ingest",
+    startup_timeout_s: float = 120.0,
+) -> WorkerProcess:
+    """A real worker for the ingest pipeline's queues over this catalog and local store."""
+    return WorkerProcess(
+        "roadswarm.worker_app",
+        broker_url=broker_url,
+        workdir=workdir,
+        queues=queues,
+        concurrency=concurrency,
+        name=name,
+        extra_env={"ROADSWARM_DATABASE_URL": database_url, "ROADSWARM_STORE_DIR": str(store_dir)},
+        python_path=[Path(__file__).resolve().parents[1]],
+        startup_timeout_s=startup_timeout_s,
+    )

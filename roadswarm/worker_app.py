@@ -11,14 +11,17 @@ from __future__ import annotations
 from ingest.queues import create_celery_app
 from ingest.settings import QueueSettings
 
-TASK_MODULES: tuple[str, ...] = ("roadswarm.sim.tasks",)
+TASK_MODULES: tuple[str, ...] = ("roadswarm.sim.tasks", "ingest.tasks")
 """Modules whose tasks a worker registers; a non-empty `ROADSWARM_TASK_MODULES` replaces them."""
 
 _settings = QueueSettings()
 
+# One Redis serves as both broker and result store unless told otherwise; an AMQP broker cannot
+# store results, and the pipeline's tasks record theirs in the catalog anyway.
+_results = _settings.result_backend or (
+    _settings.broker_url if _settings.broker_url.startswith("redis") else None
+)
+
 app = create_celery_app(
-    _settings.broker_url,
-    # One Redis serves as both broker and result store unless told otherwise.
-    _settings.result_backend or _settings.broker_url,
-    include=_settings.task_modules or TASK_MODULES,
+    _settings.broker_url, _results, include=_settings.task_modules or TASK_MODULES
 )

@@ -39,7 +39,14 @@ def parse_queues(text: str) -> list[str]:
 @click.option(
     "--name", default="roadswarm", show_default=True, help="Node name prefix (name@host)."
 )
-def worker_command(queues: str, concurrency: int | None, broker: str, name: str) -> None:
+@click.option(
+    "--beat",
+    is_flag=True,
+    help="Also run the scheduler (the reconciler every minute): on exactly one worker.",
+)
+def worker_command(
+    queues: str, concurrency: int | None, broker: str, name: str, beat: bool
+) -> None:
     """Consume tasks from the given queues until stopped (SIGTERM finishes running tasks first)."""
     chosen = parse_queues(queues)
     # The worker app reads its broker from the environment, as every worker process does.
@@ -49,4 +56,6 @@ def worker_command(queues: str, concurrency: int | None, broker: str, name: str)
     argv = ["worker", "--queues", ",".join(chosen), "-n", f"{name}@%h", "--loglevel", "INFO"]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
+    if beat:
+        argv += ["--beat"]
     app.worker_main(argv)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto.server import ThreadedMotoServer
 
+from ingest.db import Catalog
 from roadswarm.sim.world import World, build_world
+from tests.ingest_helpers import Harness, catalog_at, served_api
 from tests.osm_fixtures import write_grid_osm
 
 
@@ -20,3 +24,37 @@ def grid_osm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def grid_world(tmp_path_factory: pytest.TempPathFactory, grid_osm: Path) -> World:
     """A world built from the grid extract (orthophoto rendered on first use)."""
     return build_world(grid_osm, tmp_path_factory.mktemp("world") / "grid", seed=3)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    """A migrated, empty catalog on SQLite and on a fresh PostgreSQL database."""
+    with catalog_at(request.param, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_catalog(tmp_path: Path) -> Iterator[Catalog]:
+    """A migrated, empty SQLite catalog (for tests where the database makes no difference)."""
+    with catalog_at("sqlite", tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def api(sqlite_catalog: Catalog, tmp_path: Path) -> Iterator[Harness]:
+    """The ingest API served on loopback over a SQLite catalog and a local store."""
+    with served_api(sqlite_catalog, tmp_path / "store") as harness:
+        yield harness
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """`host:port` of a moto S3 server on a free loopback port (it checks no signatures,
+    policies or checksums: our code must)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.stop()

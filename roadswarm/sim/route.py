@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,8 +99,19 @@ def _reachable(start: int, graph: dict[int, list[int]], seen: set[int]) -> set[i
     return component
 
 
-def random_route(roads: list[RoadShape], length_m: float, rng: random.Random) -> list[RouteStep]:
-    """A drive of at least `length_m` that turns at random and avoids U-turns except at dead ends."""
+TurnRule = Callable[[RouteStep, RoadShape, int], bool]
+
+
+def random_route(
+    roads: list[RoadShape],
+    length_m: float,
+    rng: random.Random,
+    *,
+    turn_allowed: TurnRule | None = None,
+) -> list[RouteStep]:
+    """A drive of at least `length_m` that turns at random and avoids U-turns except at dead ends;
+    `turn_allowed(step, road, direction)`, where given, rules out turns (OSM turn restrictions)
+    unless no turn would be left."""
     full = outgoing_edges(roads)
     core = _largest_strongly_connected(full)
     graph = {
@@ -122,6 +134,8 @@ def random_route(roads: list[RoadShape], length_m: float, rng: random.Random) ->
         here = route[-1]
         options = [(r, d) for r, d in graph[here.exit_node] if r.segment_id != here.segment_id]
         options = options or graph[here.exit_node]
+        if turn_allowed is not None:
+            options = [(r, d) for r, d in options if turn_allowed(here, r, d)] or options
         # Prefer bigger roads a little, as drivers do; service roads are rarely taken.
         weights = [0.2 if r.road_class == "service" else 1.0 for r, _ in options]
         road, direction = rng.choices(options, weights=weights)[0]

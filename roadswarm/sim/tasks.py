@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,13 @@ def render_and_store(world_dir: Path, store_root: Path, options: DriveOptions) -
 
 
 def drive(world_dir: str, store_root: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Celery entry: JSON options in, the drive summary out."""
+    """Celery entry: JSON options in (`start_time` as ISO 8601 text), the drive summary out."""
     gnss = GnssOptions(**options.pop("gnss", {}))
-    return render_and_store(Path(world_dir), Path(store_root), DriveOptions(**options, gnss=gnss))
+    start = options.pop("start_time", None)
+    chosen = DriveOptions(
+        **options, gnss=gnss, start_time=datetime.fromisoformat(start) if start else None
+    )
+    return render_and_store(Path(world_dir), Path(store_root), chosen)
 
 
 # Registered without decorator syntax so that the plain function keeps its types under mypy.

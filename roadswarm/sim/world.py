@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -77,23 +78,7 @@ class World:
     @cached_property
     def roads(self) -> list[RoadShape]:
         """Segments in local metres, as the painter and the driver use them."""
-        shapes = []
-        for s in self.segments:
-            lon, lat = np.array(s.lonlat).T
-            x, y = self.frame.to_local(lon, lat)
-            shapes.append(
-                RoadShape(
-                    s.segment_id,
-                    s.road_class,
-                    s.oneway,
-                    s.lanes,
-                    s.width_m,
-                    s.start_node,
-                    s.end_node,
-                    tuple(zip(x.tolist(), y.tolist(), strict=True)),
-                )
-            )
-        return shapes
+        return road_shapes(self.segments, self.frame)
 
     @cached_property
     def grid(self) -> RasterGrid:
@@ -110,6 +95,27 @@ class World:
         west, south, east, north = self.meta.bounds_m
         size_m = self.meta.chunk_px * self.meta.resolution_m
         return range(math.ceil((east - west) / size_m)), range(math.ceil((north - south) / size_m))
+
+
+def road_shapes(segments: Sequence[RoadSegment], frame: LocalFrame) -> list[RoadShape]:
+    """Segments in the metres of `frame`, as the painter and the route planner take them."""
+    shapes = []
+    for s in segments:
+        lon, lat = np.array(s.lonlat).T
+        x, y = frame.to_local(lon, lat)
+        shapes.append(
+            RoadShape(
+                s.segment_id,
+                s.road_class,
+                s.oneway,
+                s.lanes,
+                s.width_m,
+                s.start_node,
+                s.end_node,
+                tuple(zip(x.tolist(), y.tolist(), strict=True)),
+            )
+        )
+    return shapes
 
 
 def _read_meta(root: Path) -> WorldMeta:

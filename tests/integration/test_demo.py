@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_ARGS = ["--drivers", "2", "--minutes", "0.1", "--resolution", "320x180"]
-FRAMES_PER_DRIVE = int(0.1 * 60 * 30)
+# Long enough that a drive keeps keyframes after the demo's 50 m trims at both ends.
+DEMO_ARGS = ["--drivers", "2", "--minutes", "0.5", "--resolution", "320x180"]
+FRAMES_PER_DRIVE = int(0.5 * 60 * 30)
 
 
 def demo_command(workdir: Path, *extra: str) -> list[str]:
@@ -60,6 +61,13 @@ def check_summary(summary: dict[str, Any], workdir: Path) -> None:
     assert totals["segments_covered"] >= 1
     assert totals["tiles_built"] is None and totals["rewards"] is None  # stages not built yet
     assert totals["keyframes"] == sum(d["keyframes"] for d in summary["drives"])
+    # Every keyframe went through upload into the catalog exactly once and was judged.
+    assert totals["keyframes"] > 0
+    assert totals["keyframes_uploaded"] == totals["keyframes"]
+    frames = summary["catalog"]["frames"]
+    assert sum(frames.values()) == totals["keyframes"]
+    assert frames["received"] == frames["validated"] == frames["failed"] == 0
+    assert totals["frames_accepted"] + totals["frames_quarantined"] == totals["keyframes"]
     for drive in summary["drives"]:
         assert (workdir / "spools" / drive["device"] / "spool.sqlite3").is_file()
     devices = {d["device"] for d in summary["drives"]}

@@ -4,28 +4,20 @@ must notice corrupted objects itself."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import pytest
 from minio import Minio
-from moto.server import ThreadedMotoServer
 
 from ingest.errors import InvalidObjectKeyError, ObjectCorruptError, ObjectNotFoundError
 from ingest.s3 import S3ObjectStore
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Minio]:
-    """A minio client talking to a moto S3 server on a free loopback port."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield Minio(
-            f"{host}:{port}", access_key="test", secret_key="test", secure=False, region="us-east-1"
-        )
-    finally:
-        server.stop()
+def client(s3_endpoint: str) -> Minio:
+    """A minio client talking to the moto S3 server."""
+    return Minio(
+        s3_endpoint, access_key="test", secret_key="test", secure=False, region="us-east-1"
+    )
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from numpy.typing import NDArray
 from edge.anonymize import Anonymized, Anonymizer, Unusable, horizon_row
 from edge.blur import blur_regions, covered_fraction, expand
 from edge.settings import PrivacySettings
-from edge.views import Band, band_rows, tiles
 from models.boxes import Detections
 from models.detectors import Detector
 from models.registry import get_model
+from models.views import Band, band_rows, tiles
 
 MAGENTA = (255, 0, 255)
 

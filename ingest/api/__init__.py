@@ -1,0 +1,1 @@
+"""The ingest HTTP API (FastAPI): device registration, upload tickets, batch commits, operations."""

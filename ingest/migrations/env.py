@@ -1,0 +1,17 @@
+"""Alembic environment: migrations run on the connection `ingest.db.migrate` hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from ingest.catalog import Base
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    # SQLite cannot ALTER most things in place: batch mode rebuilds the table instead.
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,266 @@
+"""The validation stage: each received frame's object, image, track and novelty are checked.
+
+Objects are read and decoded outside any database transaction; the verdicts are then written in
+one short transaction, so workers never hold the catalog while they wait for the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy.orm import Session
+
+from ingest.catalog import Frame, FrameState, utcnow
+from ingest.db import Catalog
+from ingest.errors import ObjectCorruptError, ObjectNotFoundError
+from ingest.imagecheck import (
+    ImageFacts,
+    Rejection,
+    check_bytes,
+    hamming,
+    inspect_image,
+    phash_bands,
+    to_signed64,
+    to_unsigned64,
+)
+from ingest.plausibility import TrackPoint, distance_m, implausible_points, time_problem
+from ingest.settings import ValidationSettings
+from ingest.states import frames_in_state, quarantine, record_run
+from ingest.storage import ObjectStore
+
+STAGE = "validate"
+NEAR_DUPLICATE_WINDOW_S = 600.0
+
+
+@dataclass
+class IngestContext:
+    """What every stage works with: the catalog, the objects, the limits and the clock."""
+
+    catalog: Catalog
+    store: ObjectStore
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+    clock: Callable[[], datetime] = utcnow
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """Frames a stage moved on, and those it quarantined (with the reason)."""
+
+    advanced: list[str]
+    quarantined: dict[str, str]
+
+
+def validate_frames(ctx: IngestContext, frame_ids: Sequence[str]) -> StageResult:
+    """Check received frames; move each to `validated` or quarantine it with its reason."""
+    started = time.perf_counter()
+    with ctx.catalog.session() as session:
+        frames = frames_in_state(session, frame_ids, FrameState.RECEIVED)
+        track_verdicts = _track_verdicts(session, frames, ctx.validation)
+    verdicts = {frame.frame_id: _object_verdict(ctx, frame) for frame in frames}
+    quarantined: dict[str, str] = {}
+    with ctx.catalog.session() as session:
+        now = ctx.clock()
+        rejections = {fid: v for fid, v in verdicts.items() if isinstance(v, Rejection)}
+        rejections.update(track_verdicts)
+        passed = [f for f in frames if f.frame_id not in rejections]
+        rejections.update(_duplicate_problems(session, passed, verdicts, ctx.validation))
+        for frame in frames:
+            rejection = rejections.get(frame.frame_id)
+            if rejection is not None and quarantine(
+                session, frame, rejection, expected=FrameState.RECEIVED, now=now
+            ):
+                quarantined[frame.frame_id] = rejection.reason
+        clean = {f.frame_id: verdicts[f.frame_id] for f in frames if f.frame_id not in rejections}
+        advanced = _mark_validated(session, clean, now)
+        record_run(session, STAGE, len(frames), time.perf_counter() - started, now)
+    return StageResult(advanced, quarantined)
+
+
+def _object_verdict(ctx: IngestContext, frame: Frame) -> ImageFacts | Rejection:
+    """Read and decode the frame's object; store outages propagate (the task is retried)."""
+    try:
+        data = ctx.store.get_bytes(frame.object_key)
+    except ObjectNotFoundError:
+        return Rejection("object_missing", f"no object at {frame.object_key}")
+    except ObjectCorruptError as exc:
+        return Rejection("hash_mismatch", str(exc))
+    return check_bytes(data, frame.frame_id, frame.size_bytes) or inspect_image(
+        data, ctx.validation
+    )
+
+
+def _track_verdicts(
+    session: Session, frames: Sequence[Frame], settings: ValidationSettings
+) -> dict[str, Rejection]:
+    """Capture-time and GPS-plausibility rejections of `frames`, judged within their sequences."""
+    verdicts: dict[str, Rejection] = {}
+    by_sequence: dict[tuple[str, str], list[Frame]] = defaultdict(list)
+    for frame in frames:
+        by_sequence[(frame.device_id, frame.sequence_id)].append(frame)
+        problem = time_problem(_point(frame), frame.received_at, settings)
+        if problem is not None:
+            verdicts[frame.frame_id] = problem
+    for (device_id, sequence_id), members in by_sequence.items():
+        last = max(frame.sequence_index for frame in members)
+        sequence = session.scalars(
+            select(Frame)
+            .where(
+                Frame.device_id == device_id,
+                Frame.sequence_id == sequence_id,
+                Frame.sequence_index <= last,
+            )
+            .order_by(Frame.sequence_index)
+        )
+        rejected = implausible_points([_point(f) for f in sequence], settings)
+        for frame in members:
+            if frame.sequence_index in rejected:
+                verdicts.setdefault(frame.frame_id, rejected[frame.sequence_index])
+    return verdicts
+
+
+def _point(frame: Frame) -> TrackPoint:
+    return TrackPoint(
+        frame.sequence_index, frame.capture_time, frame.lat, frame.lon, frame.speed_mps
+    )
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What near-duplicate checks compare: a frame's owner, hash, place and time."""
+
+    frame_id: str
+    device_id: str
+    phash: int
+    point: TrackPoint
+
+
+def _duplicate_problems(
+    session: Session,
+    frames: Sequence[Frame],
+    verdicts: dict[str, ImageFacts | Rejection],
+    settings: ValidationSettings,
+) -> dict[str, Rejection]:
+    """Near-identical images among the catalog's validated frames and earlier frames of this
+    chunk: another device's (a replay), or this device's own at the same place and time."""
+    facts = {
+        f.frame_id: v
+        for f, v in ((f, verdicts[f.frame_id]) for f in frames)
+        if isinstance(v, ImageFacts)
+    }
+    seen = _candidates(session, [phash_bands(v.phash) for v in facts.values()])
+    problems: dict[str, Rejection] = {}
+    for frame in frames:
+        mine = _Seen(frame.frame_id, frame.device_id, facts[frame.frame_id].phash, _point(frame))
+        problem = next(
+            (p for other in seen if (p := _duplicate_of(mine, other, settings)) is not None), None
+        )
+        if problem is None:
+            seen.append(mine)
+        else:
+            problems[frame.frame_id] = problem
+    return problems
+
+
+def _candidates(session: Session, bands: list[tuple[int, int, int, int]]) -> list[_Seen]:
+    """Validated or accepted frames sharing at least one hash band with one of `bands`."""
+    if not bands:
+        return []
+    columns = (Frame.phash_band0, Frame.phash_band1, Frame.phash_band2, Frame.phash_band3)
+    wanted = [sorted({b[i] for b in bands}) for i in range(len(columns))]
+    rows = session.execute(
+        select(
+            Frame.frame_id,
+            Frame.device_id,
+            Frame.phash,
+            Frame.sequence_index,
+            Frame.capture_time,
+            Frame.lat,
+            Frame.lon,
+            Frame.speed_mps,
+        ).where(
+            or_(*(column.in_(values) for column, values in zip(columns, wanted, strict=True))),
+            Frame.state.in_((FrameState.VALIDATED, FrameState.ACCEPTED)),
+        )
+    ).all()
+    return [
+        _Seen(fid, device, to_unsigned64(phash), TrackPoint(index, when, lat, lon, speed))
+        for fid, device, phash, index, when, lat, lon, speed in rows
+        if phash is not None
+    ]
+
+
+def _duplicate_of(mine: _Seen, other: _Seen, settings: ValidationSettings) -> Rejection | None:
+    if (
+        other.frame_id == mine.frame_id
+        or hamming(other.phash, mine.phash) > settings.near_duplicate_bits
+    ):
+        return None
+    if other.device_id != mine.device_id:
+        return Rejection(
+            "near_duplicate_other_device",
+            f"nearly the same image as frame {other.frame_id[:12]} of device {other.device_id[:12]}",
+        )
+    if _same_place_and_time(mine.point, other.point, settings):
+        return Rejection(
+            "near_duplicate", f"nearly the same image as this device's frame {other.frame_id[:12]}"
+        )
+    return None
+
+
+def _same_place_and_time(a: TrackPoint, b: TrackPoint, settings: ValidationSettings) -> bool:
+    close = distance_m(a, b) <= settings.near_duplicate_radius_m
+    return close and abs((a.time - b.time).total_seconds()) <= NEAR_DUPLICATE_WINDOW_S
+
+
+def _mark_validated(
+    session: Session, facts: dict[str, ImageFacts | Rejection], now: datetime
+) -> list[str]:
+    """Move the clean frames to `validated` in one statement; those another worker moved first
+    are left alone. Return the ids this call moved."""
+    rows = []
+    for fid, fact in sorted(facts.items()):
+        assert isinstance(fact, ImageFacts)
+        bands = phash_bands(fact.phash)
+        rows.append(
+            {
+                "fid": fid,
+                "width": fact.width,
+                "height": fact.height,
+                "phash": to_signed64(fact.phash),
+                **{f"band{i}": band for i, band in enumerate(bands)},
+            }
+        )
+    if not rows:
+        return []
+    still_received = set(
+        session.scalars(
+            select(Frame.frame_id)
+            .where(Frame.frame_id.in_(list(facts)), Frame.state == FrameState.RECEIVED)
+            .with_for_update()
+        )
+    )
+    table = cast(Table, Frame.__table__)
+    session.execute(
+        update(table)
+        .where(table.c.frame_id == bindparam("fid"), table.c.state == FrameState.RECEIVED.value)
+        .values(
+            state=FrameState.VALIDATED.value,
+            state_since=now,
+            last_error=None,
+            width=bindparam("width"),
+            height=bindparam("height"),
+            phash=bindparam("phash"),
+            phash_band0=bindparam("band0"),
+            phash_band1=bindparam("band1"),
+            phash_band2=bindparam("band2"),
+            phash_band3=bindparam("band3"),
+        ),
+        [row for row in rows if row["fid"] in still_received],
+    )
+    return sorted(still_received)

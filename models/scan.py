@@ -1,0 +1,114 @@
+"""Finding faces and plates in a frame: each detector over its views, merged in frame pixels.
+
+The edge blurs what `PrivacyScanner.find` returns; the server's privacy audit runs the same scanner
+over what the edge uploaded, so both sides look at a frame the same way.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from models.boxes import Detections, non_max_suppression
+from models.detectors import Detector, load_detector
+from models.fetch import ensure_weights
+from models.prepare import best_variant
+from models.registry import get_model
+from models.runtime import choose_providers
+from models.settings import DetectionSettings, ModelSettings
+from models.views import Band, View, band_rows, overview, tiles
+
+U8Image = NDArray[np.uint8]
+
+
+class PrivacyScanner:
+    """Runs the face and plate detectors over their views of a frame."""
+
+    def __init__(self, face: Detector, plate: Detector, settings: DetectionSettings) -> None:
+        self.face = face
+        self.plate = plate
+        self.settings = settings
+
+    @classmethod
+    def load_detectors(
+        cls, settings: DetectionSettings, model_settings: ModelSettings
+    ) -> tuple[Detector, Detector]:
+        """Face and plate detectors from the registry, on the best (or configured) provider."""
+        providers = choose_providers(settings.provider)
+        detectors = []
+        for name in (settings.face_model, settings.plate_model):
+            spec = get_model(name)
+            weights = ensure_weights(spec, model_settings)
+            variant = best_variant(spec, model_settings) if settings.use_prepared else None
+            detectors.append(
+                load_detector(spec, weights, providers, threads=settings.threads, variant=variant)
+            )
+        return detectors[0], detectors[1]
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        """Which weights checked a frame: recorded with every frame that is kept."""
+        return {
+            d.task: f"{d.spec.name}@{d.spec.sha256[:12]}{d.variant}"
+            for d in (self.face, self.plate)
+        }
+
+    def views(
+        self, detector: Detector, width: int, height: int, horizon: float | None
+    ) -> list[View]:
+        """An overview of the frame, then the detail band at full resolution: as one strip where
+        the model takes any size, as overlapping tiles where its input size is fixed."""
+        s = self.settings
+        band = Band(s.band_above_horizon_px, s.band_below_horizon_px)
+        top, bottom = band_rows(height, horizon, band)
+        if bottom <= top:
+            detail: list[View] = []
+        else:
+            # A model of fixed size gets square tiles; one that takes any size gets full-width
+            # strips, short enough to bound the memory its activations need.
+            fixed = detector.fixed_size
+            tile = (min(fixed), min(fixed)) if fixed else (width, s.strip_max_rows)
+            detail = tiles(0, top, width, bottom - top, tile, s.tile_overlap_px)
+        whole = overview(width, height, s.overview_px)
+        # Targets that fill the frame are found only when it is shrunk, so the overview always runs
+        # unless it is the frame at full size, which a detail view may already be.
+        if whole.scale == 1.0 and whole in detail:
+            return detail
+        return [whole, *detail]
+
+    def find(
+        self,
+        image: U8Image,
+        *,
+        horizon: float | None = None,
+        thresholds: tuple[float, float] | None = None,
+    ) -> tuple[Detections, Detections]:
+        """Faces and plates in frame pixels, merged over all views; `thresholds` (face, plate)
+        replace the configured ones."""
+        height, width = image.shape[:2]
+        face_t, plate_t = thresholds or (
+            self.settings.face_threshold,
+            self.settings.plate_threshold,
+        )
+        found = [
+            self._run(detector, image, self.views(detector, width, height, horizon), threshold)
+            for detector, threshold in ((self.face, face_t), (self.plate, plate_t))
+        ]
+        return found[0], found[1]
+
+    def _run(
+        self, detector: Detector, image: U8Image, views: list[View], threshold: float
+    ) -> Detections:
+        found = []
+        for view in views:
+            crop = image[view.y0 : view.y0 + view.height, view.x0 : view.x0 + view.width]
+            if view.scale != 1.0:
+                crop = _resize(crop, view.scale)
+            found.append(detector.detect(crop, threshold).shifted(view.x0, view.y0, view.scale))
+        return non_max_suppression(Detections.concat(found), self.settings.merge_iou)
+
+
+def _resize(image: U8Image, scale: float) -> U8Image:
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
