@@ -24,6 +24,8 @@ SIM_QUEUE = "sim"
 VALIDATE_TASK = "ingest.validate_frames"
 AUDIT_TASK = "ingest.audit_frames"
 RECONCILE_TASK = "ingest.reconcile"
+MATCH_TASK = "match.sequences"
+"""Registered by `mapbuilder.tasks`; ingest only names it (it must not import mapbuilder)."""
 
 ALL_QUEUES = (INGEST_QUEUE, AUDIT_QUEUE, MATCH_QUEUE, STITCH_QUEUE, REWARDS_QUEUE, SIM_QUEUE)
 

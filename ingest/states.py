@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from ingest.catalog import Frame, FrameState, Quarantine, TaskRun
 from ingest.imagecheck import Rejection
 
+SequenceKey = tuple[str, str]  # (device_id, sequence_id)
+
 
 def advance(
     session: Session,
@@ -76,3 +78,13 @@ def record_error(session: Session, frame_ids: Iterable[str], error: str) -> None
 def record_run(session: Session, stage: str, frames: int, seconds: float, now: datetime) -> None:
     """One finished unit of work, for throughput and latency figures."""
     session.add(TaskRun(stage=stage, frames=frames, seconds=seconds, finished_at=now))
+
+
+def sequence_keys(session: Session, frame_ids: Iterable[str]) -> list[SequenceKey]:
+    """The (device, sequence) pairs these frames belong to."""
+    rows = session.execute(
+        select(Frame.device_id, Frame.sequence_id)
+        .where(Frame.frame_id.in_(sorted(set(frame_ids))))
+        .distinct()
+    ).all()
+    return sorted((device, sequence) for device, sequence in rows)

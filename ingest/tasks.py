@@ -23,13 +23,15 @@ from ingest.queues import (
     AUDIT_QUEUE,
     AUDIT_TASK,
     INGEST_QUEUE,
+    MATCH_QUEUE,
+    MATCH_TASK,
     RECONCILE_TASK,
     VALIDATE_TASK,
 )
 from ingest.reconcile import reconcile
 from ingest.services import open_catalog, open_store
 from ingest.settings import IngestSettings, ValidationSettings
-from ingest.states import record_error
+from ingest.states import record_error, sequence_keys
 from ingest.validate import IngestContext, StageResult, validate_frames
 
 log = logging.getLogger(__name__)
@@ -103,8 +105,12 @@ def validate_frames_job(frame_ids: list[str]) -> dict[str, Any]:
 
 
 def audit_frames_job(frame_ids: list[str]) -> dict[str, Any]:
-    """Audit validated frames for unblurred faces and plates."""
+    """Audit validated frames for unblurred faces and plates; queue the accepted ones' matching."""
     result = _run_stage(frame_ids, lambda ctx: audit_frames(ctx, worker_scanner(), frame_ids))
+    if result.advanced:
+        with worker_context().catalog.session() as session:
+            keys = [list(key) for key in sequence_keys(session, result.advanced)]
+        current_app.send_task(MATCH_TASK, args=[keys], queue=MATCH_QUEUE)
     return _summary(result)
 
 

@@ -41,7 +41,7 @@ from roadswarm.viewer import ViewerServer, index_html, map_svg
 log = logging.getLogger(__name__)
 WORLD_SEED = 7
 DRIVE_TIMEOUT_S = 900
-PENDING_STAGES = ("map matching", "tiles", "rewards")
+PENDING_STAGES = ("tiles", "rewards")
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,8 @@ def summarise(
             "keyframes_uploaded": sum(d["uploaded"] for d in drives),
             "frames_accepted": ingested["frames"]["accepted"],
             "frames_quarantined": ingested["frames"]["quarantined"],
+            "frames_matched": ingested["frames_matched"],
+            "segments_matched": len(ingested["matched_segment_ids"]),
             "tiles_built": None,
             "rewards": None,
         },
@@ -262,6 +264,7 @@ def _summary_text(summary: dict[str, Any]) -> str:
         ),
         f"catalog: {totals['frames_accepted']} frames accepted, "
         f"{totals['frames_quarantined']} quarantined {summary['catalog']['quarantined_by_reason'] or ''}",
+        f"map matching: {totals['frames_matched']} frames on {totals['segments_matched']} road segments",
         "tiles built: - (stage not built yet)   rewards: - (stage not built yet)",
         f"done in {summary['elapsed_s']} s",
     ]

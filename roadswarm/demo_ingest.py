@@ -10,20 +10,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from edge.client import IngestClient
 from edge.identity import Identity, create_identity, load_identity
 from edge.spool import Spool
 from edge.upload import upload_spool
 from ingest.api.app import create_app
 from ingest.api.services import ApiServices
+from ingest.catalog import Frame, FrameState, utcnow
 from ingest.db import Catalog
 from ingest.ops import frames_by_state, quarantine_counts
-from ingest.queues import AUDIT_QUEUE, INGEST_QUEUE, create_celery_app
+from ingest.queues import AUDIT_QUEUE, INGEST_QUEUE, MATCH_QUEUE, create_celery_app
 from ingest.settings import IngestSettings
 from ingest.storage import LocalObjectStore
 from ingest.uploads import LocalUploadSigner
+from mapbuilder.catalog import FrameMatch, store_network
+from mapbuilder.roads import read_network
 from roadswarm.api_server import ApiServer, free_port
 from roadswarm.errors import ServiceError
+from roadswarm.sim.world import default_osm_path
 from roadswarm.stack import ingest_worker
 
 SETTLE_TIMEOUT_S = 900
@@ -41,8 +47,10 @@ def _identity(folder: Path) -> Identity:
 
 @contextlib.contextmanager
 def ingest_stack(workdir: Path, store_root: Path, broker_url: str) -> Iterator[tuple[str, Catalog]]:
-    """The ingest API on a loopback port and a worker on the `ingest` and `audit` queues."""
+    """The ingest API on a loopback port, the world's roads in the catalog, and a worker on the
+    `ingest`, `audit` and `match` queues."""
     catalog = Catalog.connect(catalog_url(workdir))
+    store_network(catalog, read_network(default_osm_path()), now=utcnow())
     url = f"http://127.0.0.1:{free_port()}"
     settings = IngestSettings(upload_secret=secrets.token_hex(16))
     app = create_celery_app(broker_url)
@@ -58,7 +66,7 @@ def ingest_stack(workdir: Path, store_root: Path, broker_url: str) -> Iterator[t
         database_url=catalog_url(workdir),
         store_dir=store_root,
         workdir=workdir / "logs",
-        queues=[INGEST_QUEUE, AUDIT_QUEUE],
+        queues=[INGEST_QUEUE, AUDIT_QUEUE, MATCH_QUEUE],
         name="demo-ingest",
     )
     port = int(url.rsplit(":", 1)[1])
@@ -87,13 +95,31 @@ def upload_drives(workdir: Path, api_url: str, drives: list[dict[str, Any]]) -> 
         drive["uploaded"] = report.frames_uploaded + report.frames_already_there
 
 
+def _matches(catalog: Catalog) -> tuple[int, int, list[str]]:
+    """Accepted frames with a match, those on a segment, and the distinct segments."""
+    with catalog.session() as session:
+        rows = session.execute(
+            select(FrameMatch.segment_id)
+            .join(Frame, Frame.frame_id == FrameMatch.frame_id)
+            .where(Frame.state == FrameState.ACCEPTED)
+        ).all()
+    segments = [segment for (segment,) in rows if segment is not None]
+    return len(rows), len(segments), sorted(set(segments))
+
+
 def wait_until_settled(catalog: Catalog, timeout_s: float = SETTLE_TIMEOUT_S) -> dict[str, Any]:
-    """Wait until no frame is pending; the frames by state and quarantine reasons."""
+    """Wait until every frame is accepted (and matched) or quarantined; what the catalog holds."""
     deadline = time.monotonic() + timeout_s
     while True:
         states = frames_by_state(catalog)
-        if states["received"] + states["validated"] == 0:
-            return {"frames": states, "quarantined_by_reason": quarantine_counts(catalog)}
+        matched, on_segment, segments = _matches(catalog)
+        if states["received"] + states["validated"] == 0 and matched == states["accepted"]:
+            return {
+                "frames": states,
+                "quarantined_by_reason": quarantine_counts(catalog),
+                "frames_matched": on_segment,
+                "matched_segment_ids": segments,
+            }
         if time.monotonic() > deadline:
             msg = f"ingest did not finish in {timeout_s:.0f} s ({states}): see the demo-ingest log"
             raise ServiceError(msg)

@@ -12,6 +12,10 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from ingest.catalog import utcnow
+from ingest.services import open_catalog
+from ingest.settings import IngestSettings
+from mapbuilder.catalog import store_network
 from mapbuilder.errors import RoadFileError, TrackError
 from mapbuilder.matching.matcher import MapMatcher
 from mapbuilder.matching.results import MatchResult
@@ -71,8 +75,15 @@ def roads_group() -> None:
     help="Save the network here (.geojson) for `map match --roads`.",
 )
 @click.option("--bbox", default=None, help="Only roads touching west,south,east,north (degrees).")
+@click.option(
+    "--to-catalog",
+    is_flag=True,
+    help="Make this the catalog's network (ROADSWARM_DATABASE_URL): the matching stage uses it.",
+)
 @json_option
-def import_command(source: Path, out: Path | None, bbox: str | None, as_json: bool) -> None:
+def import_command(
+    source: Path, out: Path | None, bbox: str | None, to_catalog: bool, as_json: bool
+) -> None:
     """Import drivable roads from an OSM extract (.osm.pbf, .osm) or a vector file (GeoPackage,
     GeoJSON, Shapefile) of LineStrings, split at intersections into segments with stable ids."""
     if out is not None and out.suffix.lower() not in NETWORK_SUFFIXES:
@@ -82,11 +93,17 @@ def import_command(source: Path, out: Path | None, bbox: str | None, as_json: bo
         network = read_network(source, bbox=parse_bbox(bbox))
     if out is not None:
         write_atomically(out, dump_network(network))
-    summary = {**network_summary(network), "out": str(out) if out else None}
+    stored = None
+    if to_catalog:
+        catalog = open_catalog(IngestSettings())
+        stored = asdict(store_network(catalog, network, now=utcnow()))
+        catalog.dispose()
+    summary = {**network_summary(network), "out": str(out) if out else None, "catalog": stored}
     text = (
         f"{summary['segments']} segments ({summary['length_km']} km, "
         f"{summary['one_way_segments']} one-way) joining {summary['nodes']} nodes"
         + (f", saved to {out}" if out else "")
+        + (f", in the catalog ({stored['retired']} retired)" if stored else "")
     )
     emit(summary, as_json=as_json, text=text)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ingest.queues import create_celery_app
 from ingest.settings import QueueSettings
 
-TASK_MODULES: tuple[str, ...] = ("roadswarm.sim.tasks", "ingest.tasks")
+TASK_MODULES: tuple[str, ...] = ("roadswarm.sim.tasks", "ingest.tasks", "mapbuilder.tasks")
 """Modules whose tasks a worker registers; a non-empty `ROADSWARM_TASK_MODULES` replaces them."""
 
 _settings = QueueSettings()

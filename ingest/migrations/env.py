@@ -6,6 +6,9 @@ from alembic import context
 
 from ingest.catalog import Base
 
+# Autogenerating a revision compares against every table of the catalog: import the modules that
+# declare tables on this base first (`mapbuilder.catalog` for the road network), or autogenerate
+# would propose dropping them. Upgrades need no imports: revisions are plain DDL.
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,

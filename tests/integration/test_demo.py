@@ -68,6 +68,10 @@ def check_summary(summary: dict[str, Any], workdir: Path) -> None:
     assert sum(frames.values()) == totals["keyframes"]
     assert frames["received"] == frames["validated"] == frames["failed"] == 0
     assert totals["frames_accepted"] + totals["frames_quarantined"] == totals["keyframes"]
+    # Matched onto the roads the virtual drivers really drove (the simulator's segment ids).
+    assert totals["frames_matched"] >= 0.9 * totals["frames_accepted"]
+    driven = {segment for d in summary["drives"] for segment in d["segment_ids"]}
+    assert set(summary["catalog"]["matched_segment_ids"]) <= driven
     for drive in summary["drives"]:
         assert (workdir / "spools" / drive["device"] / "spool.sqlite3").is_file()
     devices = {d["device"] for d in summary["drives"]}

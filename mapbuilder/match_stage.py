@@ -1,0 +1,76 @@
+"""The matching stage: accepted frames, a sequence at a time, onto the catalog's road network.
+
+A whole sequence is matched each time (the HMM needs the frames around a point), and the result
+replaces what an earlier, shorter run of the sequence gave: matching is idempotent and only gets
+better as a drive's later batches arrive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from ingest.catalog import Frame, FrameState, utcnow
+from ingest.db import Catalog
+from ingest.states import SequenceKey, record_run
+from mapbuilder.catalog import save_matches
+from mapbuilder.matching.matcher import MapMatcher
+
+STAGE = "match"
+
+
+@dataclass(frozen=True)
+class Matched:
+    """Frames matched by one call, and how many of them landed on a segment."""
+
+    frames: int
+    on_segment: int
+
+
+def match_sequences(catalog: Catalog, matcher: MapMatcher, keys: Sequence[SequenceKey]) -> Matched:
+    """Match every accepted frame of each sequence and store where each one lies."""
+    started = time.perf_counter()
+    frames = on_segment = 0
+    for device_id, sequence_id in keys:
+        with catalog.session() as session:
+            rows = session.execute(
+                select(Frame.frame_id, Frame.lon, Frame.lat, Frame.capture_time, Frame.heading_deg)
+                .where(
+                    Frame.device_id == device_id,
+                    Frame.sequence_id == sequence_id,
+                    Frame.state == FrameState.ACCEPTED,
+                )
+                .order_by(Frame.sequence_index)
+            ).all()
+        if not rows:
+            continue
+        ids, lon, lat, when, heading = zip(*rows, strict=True)
+        result = matcher.match(
+            np.array(lon),
+            np.array(lat),
+            np.array([t.timestamp() for t in when]),
+            heading_deg=np.array(heading),
+        )
+        now = utcnow()
+        matches = [
+            {
+                "frame_id": frame_id,
+                "segment_id": point.segment_id if point else None,
+                "direction": point.direction if point else None,
+                "offset_m": round(point.offset_m, 2) if point else None,
+                "distance_m": round(point.distance_m, 2) if point else None,
+                "matched_at": now,
+            }
+            for frame_id, point in zip(ids, result.points, strict=True)
+        ]
+        with catalog.session() as session:
+            save_matches(session, matches)
+        frames += len(matches)
+        on_segment += sum(point is not None for point in result.points)
+    with catalog.session() as session:
+        record_run(session, STAGE, frames, time.perf_counter() - started, utcnow())
+    return Matched(frames, on_segment)
