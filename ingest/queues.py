@@ -80,6 +80,9 @@ def reliable_config(default_queue: str = INGEST_QUEUE) -> dict[str, Any]:
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "task_default_queue": default_queue,
+        # Events let Flower (and anything else on the broker) follow every task's life.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "result_expires": RESULT_EXPIRES_S,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
