@@ -1,0 +1,1 @@
+"""Web Mercator tiles: the pixel grid, and imagery stitched into it from dashcam frames."""

@@ -1,0 +1,159 @@
+"""Bird's-eye view: a dashcam frame's road surface projected into Web Mercator tiles.
+
+The ground is a plane, so image pixels and ground points are related by one homography per pose
+(`mapbuilder.camera`); within the few tens of metres a frame sees, Mercator pixels are an affine
+image of east-north metres around the camera (the scale varies by under 1e-5 over 25 m). Each
+output tile pixel therefore maps to an image position through one 3x3 matrix: the remap table is
+three broadcast array expressions, and the sampling is OpenCV's `remap`, never per-pixel Python.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from mapbuilder.camera import Calibration, Matrix, ground_homography
+from mapbuilder.tiles.mercator import TILE_PX, Tile, px_per_metre, tiles_covering, world_px
+
+FloatImage = NDArray[np.float32]
+U8Image = NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class FramePose:
+    """Where a frame was taken: WGS84 position, heading clockwise from true north, POSIX time."""
+
+    lon: float
+    lat: float
+    heading_deg: float
+    time_s: float
+
+
+@dataclass(frozen=True)
+class BevSettings:
+    """What part of the road a frame contributes, and how its edges are feathered."""
+
+    zoom: int = 21
+    near_m: float = 3.0
+    far_m: float = 25.0
+    # Lateral reach either side of the camera: beyond it the road is seen too obliquely.
+    half_width_m: float = 12.0
+    # Weights fall to zero over this margin at the image border and at the near and far limits.
+    feather_px: float = 24.0
+    feather_m: float = 2.0
+
+
+@dataclass(frozen=True)
+class TileSample:
+    """One frame's view of one tile: colours, and a weight per pixel (0 where it sees nothing)."""
+
+    tile: Tile
+    image: U8Image
+    weight: FloatImage
+    time_s: float
+
+
+class FrameProjector:
+    """Projects frames of one camera into tiles at one zoom."""
+
+    def __init__(self, calibration: Calibration, settings: BevSettings | None = None) -> None:
+        self.calibration = calibration
+        self.settings = settings or BevSettings()
+        grid = np.arange(TILE_PX, dtype=np.float64) + 0.5  # pixel centres
+        self._cols = grid[np.newaxis, :]
+        self._rows = grid[:, np.newaxis]
+
+    def tiles(self, pose: FramePose) -> list[Tile]:
+        """Tiles the frame's ground footprint (near..far ahead, half_width either side) touches."""
+        s = self.settings
+        cx, cy = world_px(pose.lon, pose.lat, s.zoom)
+        scale = px_per_metre(pose.lat, s.zoom)
+        h = math.radians(pose.heading_deg)
+        corners = [
+            (f * math.sin(h) + lat * math.cos(h), f * math.cos(h) - lat * math.sin(h))
+            for f in (s.near_m, s.far_m)
+            for lat in (-s.half_width_m, s.half_width_m)
+        ]
+        xs = [cx + east * scale for east, _ in corners]
+        ys = [cy - north * scale for _, north in corners]
+        return tiles_covering(min(xs), min(ys), max(xs), max(ys), s.zoom)
+
+    def sample(self, frame: U8Image, pose: FramePose, tile: Tile) -> TileSample | None:
+        """The frame's pixels on `tile` with their weights; None when it contributes nothing."""
+        east, north = self._ground_grid(pose, tile)
+        h = math.radians(pose.heading_deg)
+        forward = east * math.sin(h) + north * math.cos(h)
+        lateral = east * math.cos(h) - north * math.sin(h)
+        u, v = self._image_coords(pose, east, north)
+        weight = self._weight(forward, lateral, u, v)
+        if not np.any(weight > 0):
+            return None
+        image = cv2.remap(
+            frame,
+            u.astype(np.float32),
+            v.astype(np.float32),
+            interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
+        return TileSample(tile, np.asarray(image, np.uint8), weight, pose.time_s)
+
+    def _ground_grid(
+        self, pose: FramePose, tile: Tile
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """East and north metres from the camera of every pixel centre of `tile`."""
+        z, tx, ty = tile
+        cx, cy = world_px(pose.lon, pose.lat, z)
+        scale = px_per_metre(pose.lat, z)
+        east = (tx * TILE_PX + self._cols - cx) / scale
+        north = -(ty * TILE_PX + self._rows - cy) / scale
+        return np.broadcast_to(east, (TILE_PX, TILE_PX)), np.broadcast_to(north, (TILE_PX, TILE_PX))
+
+    def _image_coords(
+        self, pose: FramePose, east: NDArray[np.float64], north: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Image pixel of each ground point (lens distortion applied when the camera has one)."""
+        homography: Matrix = ground_homography(self.calibration, 0.0, 0.0, pose.heading_deg)
+        denominator = homography[2, 0] * east + homography[2, 1] * north + homography[2, 2]
+        u = (homography[0, 0] * east + homography[0, 1] * north + homography[0, 2]) / denominator
+        v = (homography[1, 0] * east + homography[1, 1] * north + homography[1, 2]) / denominator
+        if any(self.calibration.distortion):
+            u, v = _distort(self.calibration, u, v)
+        return u, v
+
+    def _weight(
+        self,
+        forward: NDArray[np.float64],
+        lateral: NDArray[np.float64],
+        u: NDArray[np.float64],
+        v: NDArray[np.float64],
+    ) -> FloatImage:
+        """Nearness (resolution falls with distance squared) times feathering at every limit."""
+        s, c = self.settings, self.calibration
+        border = np.minimum.reduce([u + 0.5, c.width_px - 0.5 - u, v + 0.5, c.height_px - 0.5 - v])
+        ramps = [
+            np.clip(border / s.feather_px, 0.0, 1.0),
+            np.clip((forward - s.near_m) / s.feather_m, 0.0, 1.0),
+            np.clip((s.far_m - forward) / s.feather_m, 0.0, 1.0),
+            np.clip((s.half_width_m - np.abs(lateral)) / s.feather_m, 0.0, 1.0),
+        ]
+        nearness = 1.0 / np.maximum(forward, s.near_m) ** 2
+        return np.asarray(np.prod(ramps, axis=0) * nearness, np.float32)
+
+
+def _distort(
+    calibration: Calibration, u: NDArray[np.float64], v: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """OpenCV's radial-tangential model (k1, k2, p1, p2, k3) applied to ideal pixel positions."""
+    k1, k2, p1, p2, k3 = calibration.distortion
+    matrix = calibration.camera_matrix
+    fx, fy, cx, cy = matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2]
+    x, y = (u - cx) / fx, (v - cy) / fy
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return xd * fx + cx, yd * fy + cy
