@@ -49,12 +49,21 @@ class BevSettings:
 
 @dataclass(frozen=True)
 class TileSample:
-    """One frame's view of one tile: colours, and a weight per pixel (0 where it sees nothing)."""
+    """One frame's view of a window of one tile: colours, and a weight per pixel (0 where it sees
+    nothing). The window is rows [row0, row0 + h) and columns [col0, col0 + w) of the tile."""
 
     tile: Tile
     image: U8Image
     weight: FloatImage
     time_s: float
+    row0: int = 0
+    col0: int = 0
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        """Where `image` and `weight` lie in the tile."""
+        height, width = self.weight.shape
+        return slice(self.row0, self.row0 + height), slice(self.col0, self.col0 + width)
 
 
 class FrameProjector:
@@ -63,12 +72,9 @@ class FrameProjector:
     def __init__(self, calibration: Calibration, settings: BevSettings | None = None) -> None:
         self.calibration = calibration
         self.settings = settings or BevSettings()
-        grid = np.arange(TILE_PX, dtype=np.float64) + 0.5  # pixel centres
-        self._cols = grid[np.newaxis, :]
-        self._rows = grid[:, np.newaxis]
 
-    def tiles(self, pose: FramePose) -> list[Tile]:
-        """Tiles the frame's ground footprint (near..far ahead, half_width either side) touches."""
+    def footprint_px(self, pose: FramePose) -> tuple[float, float, float, float]:
+        """Global-pixel box (x0, y0, x1, y1) around the ground the frame contributes."""
         s = self.settings
         cx, cy = world_px(pose.lon, pose.lat, s.zoom)
         scale = px_per_metre(pose.lat, s.zoom)
@@ -80,11 +86,21 @@ class FrameProjector:
         ]
         xs = [cx + east * scale for east, _ in corners]
         ys = [cy - north * scale for _, north in corners]
-        return tiles_covering(min(xs), min(ys), max(xs), max(ys), s.zoom)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def tiles(self, pose: FramePose) -> list[Tile]:
+        """Tiles the frame's ground footprint (near..far ahead, half_width either side) touches."""
+        return tiles_covering(*self.footprint_px(pose), self.settings.zoom)
 
     def sample(self, frame: U8Image, pose: FramePose, tile: Tile) -> TileSample | None:
-        """The frame's pixels on `tile` with their weights; None when it contributes nothing."""
-        east, north = self._ground_grid(pose, tile)
+        """The frame's pixels on `tile` with their weights; None when it contributes nothing.
+
+        Only the part of the tile inside the footprint's box is computed: most tiles a frame
+        touches it touches at an edge."""
+        rows, cols = self._window(pose, tile)
+        if rows.size == 0 or cols.size == 0:
+            return None
+        east, north = self._ground_grid(pose, tile, rows, cols)
         h = math.radians(pose.heading_deg)
         forward = east * math.sin(h) + north * math.cos(h)
         lateral = east * math.cos(h) - north * math.sin(h)
@@ -99,18 +115,31 @@ class FrameProjector:
             interpolation=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
         )
-        return TileSample(tile, np.asarray(image, np.uint8), weight, pose.time_s)
+        return TileSample(
+            tile, np.asarray(image, np.uint8), weight, pose.time_s, int(rows[0]), int(cols[0])
+        )
+
+    def _window(self, pose: FramePose, tile: Tile) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Rows and columns of `tile` inside the footprint's box (one pixel of margin)."""
+        _, tx, ty = tile
+        x0, y0, x1, y1 = self.footprint_px(pose)
+        c0 = max(0, math.floor(x0 - tx * TILE_PX) - 1)
+        c1 = min(TILE_PX, math.ceil(x1 - tx * TILE_PX) + 1)
+        r0 = max(0, math.floor(y0 - ty * TILE_PX) - 1)
+        r1 = min(TILE_PX, math.ceil(y1 - ty * TILE_PX) + 1)
+        return np.arange(r0, max(r0, r1)), np.arange(c0, max(c0, c1))
 
     def _ground_grid(
-        self, pose: FramePose, tile: Tile
+        self, pose: FramePose, tile: Tile, rows: NDArray[np.int64], cols: NDArray[np.int64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """East and north metres from the camera of every pixel centre of `tile`."""
+        """East and north metres from the camera of the pixel centres of a window of `tile`."""
         z, tx, ty = tile
         cx, cy = world_px(pose.lon, pose.lat, z)
         scale = px_per_metre(pose.lat, z)
-        east = (tx * TILE_PX + self._cols - cx) / scale
-        north = -(ty * TILE_PX + self._rows - cy) / scale
-        return np.broadcast_to(east, (TILE_PX, TILE_PX)), np.broadcast_to(north, (TILE_PX, TILE_PX))
+        east = (tx * TILE_PX + cols[np.newaxis, :] + 0.5 - cx) / scale
+        north = -(ty * TILE_PX + rows[:, np.newaxis] + 0.5 - cy) / scale
+        shape = (rows.size, cols.size)
+        return np.broadcast_to(east, shape), np.broadcast_to(north, shape)
 
     def _image_coords(
         self, pose: FramePose, east: NDArray[np.float64], north: NDArray[np.float64]

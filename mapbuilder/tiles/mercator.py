@@ -48,7 +48,9 @@ def lonlat_of_px(
 
 def px_per_metre(lat: float, zoom: int) -> float:
     """Pixels per ground metre at latitude `lat` (Mercator's scale grows as 1 / cos(lat))."""
-    metres_per_px = 2 * math.pi * EARTH_RADIUS_M * math.cos(math.radians(lat)) / (TILE_PX * 2.0**zoom)
+    metres_per_px = (
+        2 * math.pi * EARTH_RADIUS_M * math.cos(math.radians(lat)) / (TILE_PX * 2.0**zoom)
+    )
     return 1.0 / metres_per_px
 
 

@@ -4,7 +4,7 @@ Each frame's pixels carry a weight (nearness to the camera, feathered edges, see
 for older frames so fresh imagery replaces old. Then one robust pass: samples far from the
 weighted mean lose weight (a Cauchy-like factor), so a car or a person seen by one pass of
 several is voted out instead of leaving a ghost. The result is deterministic: the same samples in
-any order give the same bytes (samples are sorted, sums are in float64).
+any order give the same bytes (samples are sorted before summing).
 """
 
 from __future__ import annotations
@@ -37,34 +37,39 @@ class BlendSettings:
 def blend(samples: Sequence[TileSample], settings: BlendSettings | None = None) -> U8Image:
     """RGBA tile: the blended colours, alpha 255 where any frame saw the ground, else 0."""
     s = settings or BlendSettings()
-    ordered = sorted(samples, key=lambda sample: (sample.time_s, sample.image.tobytes()))
-    if not ordered:
-        return np.zeros((TILE_PX, TILE_PX, 4), np.uint8)
-    newest = max(sample.time_s for sample in ordered)
-    images = np.stack([sample.image.astype(np.float64) for sample in ordered])
-    weights = np.stack(
-        [
-            sample.weight.astype(np.float64) * np.exp(-(newest - sample.time_s) / s.recency_tau_s)
-            for sample in ordered
-        ]
-    )
-    mean = _weighted_mean(images, weights, s.min_weight)
-    residual = np.abs(images - mean[np.newaxis]).mean(axis=3)
-    robust = weights / (1.0 + (residual / s.outlier_level) ** 2)
-    colours = _weighted_mean(images, robust, s.min_weight)
-    seen = weights.sum(axis=0) > s.min_weight
+    ordered = sorted(samples, key=lambda x: (x.time_s, x.row0, x.col0, x.image.tobytes()))
     out = np.zeros((TILE_PX, TILE_PX, 4), np.uint8)
+    if not ordered:
+        return out
+    newest = max(sample.time_s for sample in ordered)
+    weights = [
+        sample.weight * np.float32(np.exp(-(newest - sample.time_s) / s.recency_tau_s))
+        for sample in ordered
+    ]
+    mean, seen = _accumulate(ordered, weights, s.min_weight)
+    robust = []
+    for sample, weight in zip(ordered, weights, strict=True):
+        residual = np.abs(sample.image - mean[sample.window]).mean(axis=2)
+        robust.append(weight / (1.0 + (residual / s.outlier_level) ** 2))
+    colours, _ = _accumulate(ordered, robust, s.min_weight)
     out[..., :3] = np.clip(np.rint(colours), 0, 255).astype(np.uint8)
     out[..., 3] = np.where(seen, 255, 0).astype(np.uint8)
     out[~seen, :3] = 0
     return out
 
 
-def _weighted_mean(
-    images: NDArray[np.float64], weights: NDArray[np.float64], floor: float
-) -> NDArray[np.float64]:
-    total = np.maximum(weights.sum(axis=0), floor)
-    return np.asarray(np.einsum("nhw,nhwc->hwc", weights, images) / total[..., np.newaxis])
+def _accumulate(
+    samples: Sequence[TileSample], weights: Sequence[NDArray[np.float32]], floor: float
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Weighted mean colour per pixel, and where any weight was."""
+    total = np.zeros((TILE_PX, TILE_PX), np.float32)
+    sums = np.zeros((TILE_PX, TILE_PX, 3), np.float32)
+    for sample, weight in zip(samples, weights, strict=True):
+        rows, cols = sample.window
+        total[rows, cols] += weight
+        sums[rows, cols] += weight[..., np.newaxis] * sample.image
+    mean = sums / np.maximum(total, floor)[..., np.newaxis]
+    return np.asarray(mean, np.float32), total > floor
 
 
 def encode_png(rgba: U8Image) -> bytes:

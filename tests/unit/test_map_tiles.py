@@ -90,9 +90,10 @@ def test_a_frame_lands_where_its_ground_is(heading: float) -> None:
         cx, cy = world_px(LON, LAT, 21)
         scale = px_per_metre(LAT, 21)
         grid = np.arange(TILE_PX) + 0.5
-        east = (tx * TILE_PX + grid[np.newaxis, :] - cx) / scale
-        north = -(ty * TILE_PX + grid[:, np.newaxis] - cy) / scale
-        expected = _checker(*np.broadcast_arrays(east, north))
+        east_all = (tx * TILE_PX + grid[np.newaxis, :] - cx) / scale
+        north_all = -(ty * TILE_PX + grid[:, np.newaxis] - cy) / scale
+        east, north = (a[sample.window] for a in np.broadcast_arrays(east_all, north_all))
+        expected = _checker(east, north)
         # Inside the footprint, up to 12 m ahead (farther, the camera sees a metre of ground in
         # under two pixel rows), away from the square edges that resampling blurs.
         forward = east * math.sin(math.radians(heading)) + north * math.cos(math.radians(heading))
@@ -121,7 +122,9 @@ def test_weights_prefer_near_ground_and_stop_at_the_limits() -> None:
         tile = (21, int(x // TILE_PX), int(y // TILE_PX))
         for sample in samples:
             if sample is not None and sample.tile == tile:
-                return float(sample.weight[int(y) % TILE_PX, int(x) % TILE_PX])
+                full = np.zeros((TILE_PX, TILE_PX), np.float32)
+                full[sample.window] = sample.weight
+                return float(full[int(y) % TILE_PX, int(x) % TILE_PX])
         return 0.0
 
     assert weight_at(1.0) == 0.0 and weight_at(30.0) == 0.0
@@ -154,8 +157,8 @@ def test_newer_imagery_replaces_older() -> None:
 def test_unseen_pixels_are_transparent() -> None:
     """Where no frame has weight the tile is transparent black."""
     sample = _sample((90, 90, 90), 1.0, 0.0)
-    sample.weight[:, : TILE_PX // 2] = 0
-    rgba = blend([sample])
+    right_half = TileSample(sample.tile, sample.image[:, 128:], sample.weight[:, 128:], 0.0, 0, 128)
+    rgba = blend([right_half])
     assert rgba[0, 0].tolist() == [0, 0, 0, 0] and rgba[0, -1, 3] == 255
 
 
