@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -28,3 +32,23 @@ def number(entry: dict[str, object], key: str) -> float:
 def verdict(ok: bool) -> str:
     """How a measured figure stands against its target."""
     return "ok" if ok else "MISS"
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    prefix: str,
+    run_bench: Callable[[argparse.Namespace, Path], dict[str, object]],
+    print_summary: Callable[[dict[str, object]], None],
+) -> None:
+    """Run a benchmark in `args.workdir` (kept, so a drive is rendered once) or in a temporary
+    folder; print its report as JSON and its summary, and write the JSON to `args.json_out`."""
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        report = run_bench(args, args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            report = run_bench(args, Path(tmp))
+    print(json.dumps(report, indent=2))
+    print_summary(report)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")

@@ -29,13 +29,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import _mapillary
-from bench._common import number, verdict
+from bench._common import number, run_and_report, verdict
 from edge.gnss.gpx import read_gpx
 from edge.spool import Spool
 
@@ -380,17 +379,7 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        report = run_bench(args, args.workdir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
-            report = run_bench(args, Path(tmp))
-    print(json.dumps(report, indent=2))
-    print_summary(report)
-    if args.json_out:
-        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    run_and_report(parse_args(argv), "bench-edge-", run_bench, print_summary)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def plan_keyframes(
     end = plan.travelled_m - rules.trim_m
     next_mark = rules.trim_m
     for i, pose in enumerate(poses):
-        reason = _skip_reason(pose, float(distance[i]), end, next_mark, rules, zones)
+        reason = skip_reason(pose, float(distance[i]), end, next_mark, rules, zones)
         if reason:
             plan.skipped[reason] += 1
             continue
@@ -119,7 +119,7 @@ def plan_keyframes(
     return plan
 
 
-def _skip_reason(
+def skip_reason(
     pose: Pose,
     distance: float,
     end: float,
@@ -127,6 +127,7 @@ def _skip_reason(
     rules: KeyframeRules,
     zones: PrivacyZones | None,
 ) -> str | None:
+    """Why the frame at `pose`, `distance` along the trip, is not a candidate; None if it is."""
     if pose.problem:
         return f"GNSS: {pose.problem}"
     if pose.slowest_mps < rules.stationary_below_mps:

@@ -58,7 +58,8 @@ class Recording:
     start: datetime
 
 
-def _open(video: Path) -> tuple[cv2.VideoCapture, float, int]:
+def open_video(video: Path) -> tuple[cv2.VideoCapture, float, int]:
+    """The opened video, its frame rate and its frame count; RecordingError if it has neither."""
     capture = cv2.VideoCapture(str(video))
     fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
@@ -127,7 +128,7 @@ def process_recording(
     Running it again on the same recording (after a crash, say) skips what the spool already holds.
     """
     started = time.perf_counter()
-    capture, fps, count = _open(recording.video)
+    capture, fps, count = open_video(recording.video)
     poses, candidates, skipped, travelled_m = plan(recording, log, rules, zones, fps, count)
     report = ProcessReport(
         video_start=recording.start.isoformat(),
@@ -156,26 +157,50 @@ def process_recording(
                 done.add(candidate.frame_index)
             continue
         done.add(candidate.frame_index)
-        result = anonymizer.anonymize(frame, horizon=horizon)
-        if not isinstance(result, Anonymized):
-            report.skipped[f"unusable: {result.reason}"] += 1
-            spool.record_event("unusable", f"{sequence_id} frame {index}: {result.reason}")
-            continue
         when = recording.start + timedelta(seconds=index / fps)
-        data, frame_id = encode_keyframe(result.image, poses[index], when)
-        record = _record(
-            frame_id,
-            poses[index],
-            when,
-            sequence_id,
-            candidate,
-            index,
-            anonymizer,
-        )
-        report.keyframes += spool.add(record, data)
+        taken = Taken(frame, poses[index], when, sequence_id, candidate, index)
+        outcome = spool_keyframe(taken, anonymizer, spool, horizon=horizon)
+        if isinstance(outcome, str):
+            report.skipped[f"unusable: {outcome}"] += 1
+            spool.record_event("unusable", f"{sequence_id} frame {index}: {outcome}")
+            continue
+        report.keyframes += outcome
     capture.release()
     report.seconds = round(time.perf_counter() - started, 2)
     return report
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A frame chosen as a keyframe, with where and when it was taken and which candidate it is."""
+
+    image: U8Image
+    pose: Pose
+    when: datetime
+    sequence_id: str
+    candidate: Candidate
+    source_frame: int
+
+
+def spool_keyframe(
+    taken: Taken, anonymizer: Anonymizer, spool: Spool, *, horizon: float | None
+) -> bool | str:
+    """Anonymize, package and spool one keyframe: True if added, False if the spool had it, or
+    why the privacy stage could not check it (then nothing is written: fail closed)."""
+    result = anonymizer.anonymize(taken.image, horizon=horizon)
+    if not isinstance(result, Anonymized):
+        return result.reason
+    data, frame_id = encode_keyframe(result.image, taken.pose, taken.when)
+    record = _record(
+        frame_id,
+        taken.pose,
+        taken.when,
+        taken.sequence_id,
+        taken.candidate,
+        taken.source_frame,
+        anonymizer,
+    )
+    return spool.add(record, data)
 
 
 def _record(

@@ -25,7 +25,7 @@ def default_spool_dir() -> Path:
 
 
 class EdgeSettings(BaseSettings):
-    """Where the device keeps its keyframes."""
+    """Where the device keeps its keyframes, how it uploads them, and how `edge run` captures."""
 
     model_config = SettingsConfigDict(env_prefix="ROADSWARM_EDGE_", extra="ignore")
 
@@ -37,3 +37,19 @@ class EdgeSettings(BaseSettings):
     upload_backoff_base_s: float = 1.0
     upload_backoff_cap_s: float = 60.0
     identity_dir: Path = default_spool_dir().parent / "identity"
+
+    # `edge run` (live capture). The camera: an index (0) or a device path or pipeline.
+    camera: str = "0"
+    camera_clock_offset_s: float = 0.0  # added to the system clock's frame times
+    gpsd: str = "127.0.0.1:2947"
+    # u-blox CW jamming indicator (0-255) from which a fix counts as jammed.
+    gnss_jam_limit: int = 100
+    # Without a fix for this long, frames waiting for GNSS are placed with what is known.
+    gnss_stall_s: float = 5.0
+    # Frames held in memory while their fix is still to come (about 6 MB each at 1080p).
+    max_pending_frames: int = 90
+    # Keyframes, raw candidates and the database together; 0 means no limit but the disk.
+    quota_mb: float = 0.0
+    # When full: evict the oldest raw candidates, then unbatched keyframes (else capture pauses).
+    allow_evict: bool = False
+    upload_interval_s: float = 60.0

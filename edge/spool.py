@@ -8,6 +8,7 @@ source frame), so processing the same recording again after a crash adds nothing
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from ingest.protocol import BatchManifest, FrameEntry, SignedManifest, sign
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
+LOCK_FILE = "spool.lock"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keyframes (
     frame_id TEXT PRIMARY KEY,
@@ -78,12 +80,37 @@ class Spool:
         except (OSError, sqlite3.Error) as exc:
             msg = f"cannot open the spool in {root} ({exc}): check the folder and free space"
             raise SpoolError(msg) from exc
+        self._lock: int | None = self._claim() if self._tidies else None
         removed = self._remove_orphans()
         if removed:
             log.info("removed %d files a crash left in %s", removed, self.frames_dir)
 
+    @property
+    def _tidies(self) -> bool:
+        """Whether this connection removes what a crash left (and so must be the only one)."""
+        return True
+
+    def _claim(self) -> int:
+        """Hold the spool's lock while open: tidying deletes files without a row, which would
+        delete a frame another process is about to record."""
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            self._db.close()
+            msg = (
+                f"the spool in {self.root} is in use by another roadswarm process (is `roadswarm "
+                "edge run` running?): stop it, or let it upload (it does when an API is configured)"
+            )
+            raise SpoolError(msg) from None
+        return fd
+
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def __enter__(self) -> Spool:
         return self

@@ -51,11 +51,21 @@ def _values(fixes: list[Fix], name: str) -> FloatArray:
 class Track:
     """Fixes in time order, interpolated linearly (headings across the 0/360 wrap)."""
 
-    def __init__(self, fixes: list[Fix], quality: FixQuality | None = None) -> None:
+    def __init__(
+        self,
+        fixes: list[Fix],
+        quality: FixQuality | None = None,
+        *,
+        origin: tuple[float, float] | None = None,
+    ) -> None:
+        """`origin` (lon, lat) of the local metres speeds are derived in; default the first fix.
+        A live track built over a window of a trip's fixes passes the trip's first fix, so its poses
+        equal those of the whole trip's track."""
         if len(fixes) < 2:
             msg = f"a track needs at least two fixes, got {len(fixes)}: check the GNSS log covers the drive"
             raise ValueError(msg)
         self.fixes = fixes
+        self.origin = origin or (fixes[0].lon, fixes[0].lat)
         self.t_s = np.array([f.time.timestamp() for f in fixes])
         self.lon, self.lat = _values(fixes, "lon"), _values(fixes, "lat")
         self.altitude = _values(fixes, "altitude_m")
@@ -70,7 +80,7 @@ class Track:
         return self.fixes[0].time
 
     def _motion(self) -> tuple[FloatArray, FloatArray]:
-        x, y = local_metres(self.lon, self.lat, float(self.lon[0]), float(self.lat[0]))
+        x, y = local_metres(self.lon, self.lat, *self.origin)
         return np.gradient(x, self.t_s), np.gradient(y, self.t_s)
 
     def _speeds(self, reported: FloatArray) -> FloatArray:

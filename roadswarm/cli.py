@@ -14,12 +14,14 @@ from rewards.errors import RewardsError
 from roadswarm import __version__
 from roadswarm.demo import demo_command
 from roadswarm.edge_cli import edge_group
+from roadswarm.edge_run_cli import run_command
 from roadswarm.errors import RoadswarmError
 from roadswarm.ingest_cli import ingest_group
 from roadswarm.logs import configure_logging
 from roadswarm.map_cli import map_group
 from roadswarm.models_cli import models_group
 from roadswarm.ops_cli import ops_group
+from roadswarm.rewards_cli import ledger_group, rewards_group
 from roadswarm.settings import RoadswarmSettings
 from roadswarm.sim.cli import sim_group
 from roadswarm.worker_cli import worker_command
@@ -37,11 +39,14 @@ def cli(log_level: str | None) -> None:
     configure_logging(log_level or RoadswarmSettings().log_level)
 
 
+edge_group.add_command(run_command)
 cli.add_command(edge_group)
 cli.add_command(ingest_group)
 cli.add_command(ops_group)
 cli.add_command(models_group)
 cli.add_command(map_group)
+cli.add_command(rewards_group)
+cli.add_command(ledger_group)
 cli.add_command(sim_group)
 cli.add_command(demo_command)
 cli.add_command(worker_command)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ingest.queues import SIM_QUEUE, create_celery_app
 from ingest.storage import LocalObjectStore, ObjectStore
 from roadswarm.demo_edge import copy_keyframes, process_drives
-from roadswarm.demo_ingest import ingest_drives
+from roadswarm.demo_ingest import ingest_drives, reward_drives
 from roadswarm.errors import ServiceError
 from roadswarm.output import emit, json_option
 from roadswarm.settings import RoadswarmSettings
@@ -41,7 +41,7 @@ from roadswarm.viewer import ViewerServer, index_html, map_svg
 log = logging.getLogger(__name__)
 WORLD_SEED = 7
 DRIVE_TIMEOUT_S = 900
-PENDING_STAGES = ("tiles", "rewards")
+PENDING_STAGES = ("tiles",)
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,11 @@ def _task_options(options: DriveOptions) -> dict[str, Any]:
 
 
 def summarise(
-    world: World, drives: list[dict[str, Any]], ingested: dict[str, Any], elapsed_s: float
+    world: World,
+    drives: list[dict[str, Any]],
+    ingested: dict[str, Any],
+    rewards: dict[str, Any],
+    elapsed_s: float,
 ) -> dict[str, Any]:
     """The numbers the demo prints and the viewer shows."""
     segments = {segment for d in drives for segment in d["segment_ids"]}
@@ -161,7 +165,7 @@ def summarise(
             "frames_matched": ingested["frames_matched"],
             "segments_matched": len(ingested["matched_segment_ids"]),
             "tiles_built": None,
-            "rewards": None,
+            "rewards": rewards,
         },
         "drives": drives,
         "catalog": ingested,
@@ -244,9 +248,23 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         drives = simulate_drives(options, world, store_root, url)
         process_drives(options.workdir, store_root, drives)
         ingested = ingest_drives(options.workdir, store_root, url, drives)
-    summary = summarise(world, drives, ingested, time.monotonic() - started)
+    rewards = reward_drives(options.workdir)
+    summary = summarise(world, drives, ingested, rewards, time.monotonic() - started)
     write_site(options.workdir / "site", world, LocalObjectStore(store_root), summary)
     return summary
+
+
+def _rewards_text(rewards: dict[str, Any]) -> str:
+    paid = ", ".join(
+        f"{device[:12]} {int(amount) / 1e9:.4f}"
+        for device, amount in rewards["allocations"].items()
+    )
+    proofs = all(rewards["proofs_verified"].values())
+    return (
+        f"rewards: epoch {rewards['epoch']} closed over {rewards['frames']} frames, "
+        f"{rewards['devices_paid']} drivers paid ({paid or 'none'}); proofs "
+        + ("verified" if proofs else "FAILED")
+    )
 
 
 def _summary_text(summary: dict[str, Any]) -> str:
@@ -265,7 +283,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
         f"catalog: {totals['frames_accepted']} frames accepted, "
         f"{totals['frames_quarantined']} quarantined {summary['catalog']['quarantined_by_reason'] or ''}",
         f"map matching: {totals['frames_matched']} frames on {totals['segments_matched']} road segments",
-        "tiles built: - (stage not built yet)   rewards: - (stage not built yet)",
+        _rewards_text(totals["rewards"]),
+        "tiles built: - (stage not built yet)",
         f"done in {summary['elapsed_s']} s",
     ]
     return "\n".join(lines)

@@ -27,6 +27,8 @@ from ingest.storage import LocalObjectStore
 from ingest.uploads import LocalUploadSigner
 from mapbuilder.catalog import FrameMatch, store_network
 from mapbuilder.roads import read_network
+from rewards.demo import close_demo_epoch
+from roadswarm import __version__
 from roadswarm.api_server import ApiServer, free_port
 from roadswarm.errors import ServiceError
 from roadswarm.sim.world import default_osm_path
@@ -133,3 +135,12 @@ def ingest_drives(
     with ingest_stack(workdir, store_root, broker_url) as (url, catalog):
         upload_drives(workdir, url, drives)
         return wait_until_settled(catalog)
+
+
+def reward_drives(workdir: Path) -> dict[str, Any]:
+    """Close the demo's epoch over its accepted, matched frames, with proofs for every driver."""
+    catalog = Catalog.connect(catalog_url(workdir), migrate_schema=False)
+    try:
+        return close_demo_epoch(catalog, workdir, now=utcnow(), code_version=__version__)
+    finally:
+        catalog.dispose()

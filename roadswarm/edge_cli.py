@@ -18,9 +18,11 @@ from edge.gnss.log import GnssLog
 from edge.gnss.nmea import read_nmea
 from edge.identity import create_identity, load_identity
 from edge.keyframes import KeyframeRules, PrivacyZones
+from edge.livespool import LiveSpool
 from edge.process import Recording, process_recording
 from edge.settings import EdgeSettings, PrivacySettings
 from edge.spool import Spool
+from edge.status import device_status, status_text
 from edge.sync import estimate_offset as find_offset
 from edge.sync import motion_profile
 from edge.track import Track
@@ -80,7 +82,7 @@ def detection_rows(name: str, result: Anonymized) -> list[dict[str, Any]]:
 
 @click.group("edge")
 def edge_group() -> None:
-    """The device app: anonymize frames (capture, spool and upload come with the edge app)."""
+    """The device app: capture, anonymize, spool and upload keyframes."""
 
 
 @edge_group.command("anonymize")
@@ -256,13 +258,13 @@ def process_command(
 )
 @json_option
 def status_command(spool_dir: Path | None, as_json: bool) -> None:
-    """Keyframes spooled, uploaded and committed, captured today, and the last error."""
+    """Keyframes spooled, uploaded and committed, raw candidates waiting, km mapped today and
+    this epoch, evictions, whether capture is paused, and the last error."""
     folder = spool_dir or EdgeSettings().spool_dir
-    with Spool(folder) as spool:
-        status = spool.status()
-    counts = status["keyframes"]
-    text = f"spool {folder}: {counts}; captured today: {status['captured_today']}; last error: {status['last_error']}"
-    emit(status, as_json=as_json, text=text)
+    # Only reads: it must not tidy files a running `edge run` is about to give a row.
+    with LiveSpool(folder, first=False) as spool:
+        status = device_status(spool)
+    emit(status, as_json=as_json, text=status_text(status))
 
 
 def parse_start(text: str) -> datetime:

@@ -38,13 +38,13 @@ def check_sequence(
     bad: list[BadRecord] = []
     for fix, location in zip(fixes, where, strict=True):
         if kept and fix.time <= kept[-1].time:
-            bad.append(BadRecord(source, location, _out_of_order(kept[-1], fix)))
+            bad.append(BadRecord(source, location, out_of_order(kept[-1], fix)))
         else:
             kept.append(fix)
     return GnssLog(kept, bad)
 
 
-def _out_of_order(last: Fix, fix: Fix) -> str:
+def out_of_order(last: Fix, fix: Fix) -> str:
     """Why a fix not after the last kept one is left out."""
     if fix.time == last.time:
         return f"time repeats {fix.time.isoformat()}"

@@ -7,7 +7,8 @@ from alembic import context
 from ingest.catalog import Base
 
 # Autogenerating a revision compares against every table of the catalog: import the modules that
-# declare tables on this base first (`mapbuilder.catalog` for the road network), or autogenerate
+# declare tables on this base first (`mapbuilder.catalog` for the road network, `rewards.ledger`
+# and `rewards.inputs` for the ledger and its frames index), or autogenerate
 # would propose dropping them. Upgrades need no imports: revisions are plain DDL.
 connection = context.config.attributes["connection"]
 context.configure(

@@ -59,7 +59,15 @@ def check_summary(summary: dict[str, Any], workdir: Path) -> None:
     assert totals["drives"] == 2
     assert totals["frames"] == 2 * FRAMES_PER_DRIVE
     assert totals["segments_covered"] >= 1
-    assert totals["tiles_built"] is None and totals["rewards"] is None  # stages not built yet
+    assert totals["tiles_built"] is None  # stage not built yet
+    rewards = totals["rewards"]
+    # The epoch pays out its whole pool to the drivers whose frames were accepted and matched.
+    assert rewards["frames"] == totals["frames_matched"]
+    if rewards["frames"]:
+        assert sum(int(a) for a in rewards["allocations"].values()) == int(
+            rewards["pool"]["allocated"]
+        )
+    assert all(rewards["proofs_verified"].values())
     assert totals["keyframes"] == sum(d["keyframes"] for d in summary["drives"])
     # Every keyframe went through upload into the catalog exactly once and was judged.
     assert totals["keyframes"] > 0

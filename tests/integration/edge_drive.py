@@ -1,0 +1,44 @@
+"""A short simulated drive shared by the live-capture suites, and the edge commands run on it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edge.spool import Spool
+
+REPO = Path(__file__).resolve().parents[2]
+# 30 s at 15 fps is about 140 m: 20 m trims leave some twenty keyframes.
+TRIM_M = "20"
+
+
+def roadswarm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess."""
+    command = [sys.executable, "-m", "roadswarm", *args]
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, check=False, timeout=600, env=env
+    )
+
+
+def process_args(drive: Path, spool: Path) -> list[str]:
+    """`edge process` of the drive's video and NMEA log into `spool`."""
+    files = ["--video", str(drive / "video.mp4"), "--nmea", str(drive / "track.nmea")]
+    files += ["--calibration", str(drive / "calibration.json"), "--trim-m", TRIM_M]
+    return ["edge", "process", *files, "--spool", str(spool), "--json"]
+
+
+def run_args(drive: Path, spool: Path, identity: Path, *extra: str) -> list[str]:
+    """`edge run` with the drive's video as the camera and its NMEA log as the receiver."""
+    files = ["--video", str(drive / "video.mp4"), "--nmea", str(drive / "track.nmea")]
+    files += ["--calibration", str(drive / "calibration.json"), "--trim-m", TRIM_M]
+    where = ["--spool", str(spool), "--identity-dir", str(identity)]
+    return ["edge", "run", *files, *where, "--until-drained", "--json", *extra]
+
+
+def records(spool: Path) -> dict[str, dict[str, Any]]:
+    """The spool's keyframe records by frame id."""
+    with Spool(spool) as opened:
+        return {r.frame_id: asdict(r) for r in opened.records()}
