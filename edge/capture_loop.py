@@ -27,6 +27,7 @@ from edge.rawcrypt import RawCipher
 from edge.rawqueue import NewCandidate, RawSpool, candidate_label
 from edge.spool import SpoolError
 from edge.track import Pose
+from ingest.protocol import CameraCalibration
 
 log = logging.getLogger(__name__)
 WAIT_FOR_GNSS_S = 0.2
@@ -40,6 +41,7 @@ class CaptureOptions:
     rules: KeyframeRules = field(default_factory=KeyframeRules)
     zones: PrivacyZones | None = None
     horizon: float | None = None  # row of the horizon, for the detectors' detail band
+    camera: CameraCalibration | None = None  # sent with the batches, for map tiles
     max_pending_frames: int = 90
     gnss_stall_s: float = 5.0
 
@@ -165,6 +167,8 @@ class Capture:
                     "capture", f"ended trip {other} left open by an earlier run ({dropped} trimmed)"
                 )
         self.spool.open_trip(sequence_id, self.options.rules.trim_m, self.options.horizon)
+        if self.options.camera is not None:
+            self.spool.set_sequence_camera(sequence_id, self.options.camera)
         return sequence_id
 
     def _store(self, sequence_id: str, candidate: OpenCandidate, frame: Frame, pose: Pose) -> None:

@@ -25,6 +25,7 @@ from edge.keyframes import Candidate, KeyframeRules, PrivacyZones, image_problem
 from edge.package import KeyframeRecord, encode_keyframe
 from edge.spool import Spool
 from edge.track import Pose, Track
+from ingest.protocol import CameraCalibration
 
 U8Image = NDArray[np.uint8]
 
@@ -122,6 +123,7 @@ def process_recording(
     rules: KeyframeRules,
     zones: PrivacyZones | None = None,
     horizon: float | None = None,
+    camera: CameraCalibration | None = None,
 ) -> ProcessReport:
     """Select, check, anonymize and package the keyframes of one recording into the spool.
 
@@ -138,6 +140,8 @@ def process_recording(
         gnss_bad_records=len(log.bad),
     )
     sequence_id = f"{recording.video.stem}-{recording.start.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    if camera is not None:
+        spool.set_sequence_camera(sequence_id, camera)
     todo = [
         c
         for c in candidates

@@ -24,7 +24,7 @@ from pathlib import Path
 from edge.errors import EdgeError
 from edge.identity import Identity
 from edge.package import KeyframeRecord
-from ingest.protocol import BatchManifest, FrameEntry, SignedManifest, sign
+from ingest.protocol import BatchManifest, CameraCalibration, FrameEntry, SignedManifest, sign
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS device (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cameras (
+    camera_id TEXT PRIMARY KEY,
+    calibration TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sequence_cameras (
+    sequence_id TEXT PRIMARY KEY,
+    camera_id TEXT NOT NULL REFERENCES cameras (camera_id)
 );
 CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL,
@@ -262,11 +270,19 @@ class Spool:
                 return None
             last = db.execute("SELECT value FROM device WHERE name = 'last_counter'").fetchone()
             counter = int(last[0]) + 1 if last else 1
+            records = [json.loads(record) for _, record in rows]
+            camera_of, cameras = self._cameras_of(db, {str(r["sequence_id"]) for r in records})
+            entries = [
+                self._entry({**r, "camera_id": camera_of.get(str(r["sequence_id"]))})
+                for r in records
+            ]
+            used = {e.camera_id for e in entries if e.camera_id}
             manifest = BatchManifest(
                 device_id=identity.device_id,
                 counter=counter,
                 created_at=datetime.now(UTC),
-                frames=[self._entry(json.loads(record)) for _, record in rows],
+                frames=entries,
+                cameras={k: v for k, v in cameras.items() if k in used},
             )
             signed = sign(manifest, identity.private_key)
             db.execute(
@@ -283,6 +299,36 @@ class Spool:
                 (str(counter),),
             )
         return signed
+
+    def set_sequence_camera(self, sequence_id: str, camera: CameraCalibration) -> str:
+        """Record which camera takes a sequence's frames; its id. Batches carry the calibration,
+        so the server can project the frames into map tiles."""
+        camera_id = camera.camera_id()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO cameras (camera_id, calibration) VALUES (?, ?)",
+                (camera_id, camera.model_dump_json()),
+            )
+            db.execute(
+                "INSERT INTO sequence_cameras (sequence_id, camera_id) VALUES (?, ?)"
+                " ON CONFLICT (sequence_id) DO UPDATE SET camera_id = excluded.camera_id",
+                (sequence_id, camera_id),
+            )
+        return camera_id
+
+    def _cameras_of(
+        self, db: sqlite3.Connection, sequence_ids: set[str]
+    ) -> tuple[dict[str, str], dict[str, CameraCalibration]]:
+        """Camera id by sequence, and the calibrations, for the sequences that have one."""
+        marks = ",".join("?" * len(sequence_ids))
+        rows = db.execute(
+            "SELECT s.sequence_id, c.camera_id, c.calibration FROM sequence_cameras s"
+            f" JOIN cameras c ON c.camera_id = s.camera_id WHERE s.sequence_id IN ({marks})",
+            sorted(sequence_ids),
+        ).fetchall()
+        by_sequence = {sequence: camera for sequence, camera, _ in rows}
+        cameras = {camera: CameraCalibration.model_validate_json(raw) for _, camera, raw in rows}
+        return by_sequence, cameras
 
     def _entry(self, record: dict[str, object]) -> FrameEntry:
         size = (self.frames_dir / f"{record['frame_id']}.jpg").stat().st_size

@@ -87,6 +87,16 @@ class Device(Base):
     last_counter: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class Camera(Base):
+    """A camera calibration some device sent, by its sha256: what projects its frames to tiles."""
+
+    __tablename__ = "cameras"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    calibration: Mapped[dict[str, Any]]
+    first_seen: Mapped[datetime]
+
+
 class Batch(Base):
     """A committed batch manifest, kept as signed so anyone can check it again."""
 
@@ -120,6 +130,7 @@ class Frame(Base):
     speed_mps: Mapped[float] = mapped_column(Float)
     hdop: Mapped[float | None] = mapped_column(Float)
     model_versions: Mapped[dict[str, Any]]
+    camera_id: Mapped[str | None] = mapped_column(ForeignKey("cameras.camera_id"))
     state: Mapped[FrameState] = mapped_column(
         Enum(FrameState, name="frame_state", values_callable=lambda e: [m.value for m in e])
     )

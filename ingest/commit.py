@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ingest.catalog import Batch, Device, Frame, FrameState, Quarantine
+from ingest.catalog import Batch, Camera, Device, Frame, FrameState, Quarantine
 from ingest.db import Catalog
 from ingest.devices import DeviceInfo
 from ingest.errors import AuthenticationError, BatchRejectedError, ReplayError
@@ -63,6 +63,7 @@ def commit_batch(
                 f"counter {row.last_counter}: a replayed or reordered manifest is refused"
             )
             raise ReplayError(msg)
+        _add_cameras(session, manifest, now)
         new_ids = _add_frames(session, manifest, now)
         session.add(
             Batch(
@@ -134,6 +135,27 @@ def _check_objects(store: ObjectStore, device_id: str, frames: list[FrameEntry])
         raise BatchRejectedError(msg)
 
 
+def _add_cameras(session: Session, manifest: BatchManifest, now: datetime) -> None:
+    """Record the calibrations the manifest carries that the catalog does not know yet."""
+    if not manifest.cameras:
+        return
+    known = set(
+        session.scalars(
+            select(Camera.camera_id).where(Camera.camera_id.in_(list(manifest.cameras)))
+        )
+    )
+    for camera_id, calibration in sorted(manifest.cameras.items()):
+        if camera_id not in known:
+            session.add(
+                Camera(
+                    camera_id=camera_id,
+                    calibration=calibration.model_dump(mode="json"),
+                    first_seen=now,
+                )
+            )
+    session.flush()
+
+
 def _add_frames(session: Session, manifest: BatchManifest, now: datetime) -> list[str]:
     """Insert the frames not cataloged yet; one another device sent first is quarantined."""
     ids = [entry.frame_id for entry in manifest.frames]
@@ -179,6 +201,7 @@ def _frame_row(manifest: BatchManifest, entry: FrameEntry, now: datetime) -> Fra
         speed_mps=entry.speed_mps,
         hdop=entry.hdop,
         model_versions=dict(entry.model_versions),
+        camera_id=entry.camera_id,
         state=FrameState.RECEIVED,
         state_since=now,
         attempts=0,

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ingest.errors import IngestError
 
@@ -25,6 +25,32 @@ SHA256_HEX = r"^[0-9a-f]{64}$"
 
 class ProtocolError(IngestError):
     """A manifest that is malformed, not signed by the key it names, or tampered with."""
+
+
+class CameraCalibration(BaseModel):
+    """How a device's camera sees the road: OpenCV's pinhole model (camera matrix and the
+    k1, k2, p1, p2, k3 distortion of a `width_px` x `height_px` image) and its mounting. Map tiles
+    are projected with it; frames without one are kept but cannot be stitched."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    width_px: int = Field(gt=0, le=16_384)
+    height_px: int = Field(gt=0, le=16_384)
+    camera_matrix: tuple[
+        tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]
+    ]
+    dist_coeffs: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    mount_height_m: float = Field(gt=0.2, le=5.0)
+    pitch_deg: float = Field(ge=-45, le=45)
+    roll_deg: float = Field(ge=-20, le=20)
+
+    def camera_id(self) -> str:
+        """The calibration's sha256 over its canonical JSON: the same camera, the same id."""
+        return hashlib.sha256(_canonical(self.model_dump(mode="json"))).hexdigest()
+
+
+def _canonical(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 class FrameEntry(BaseModel):
@@ -44,6 +70,8 @@ class FrameEntry(BaseModel):
     sequence_id: str = Field(min_length=1, max_length=200)
     index: int = Field(ge=0)
     model_versions: dict[str, str]
+    # Which of the manifest's `cameras` took the frame (None: no calibration known).
+    camera_id: str | None = Field(default=None, pattern=SHA256_HEX)
 
 
 class BatchManifest(BaseModel):
@@ -57,11 +85,31 @@ class BatchManifest(BaseModel):
     counter: int = Field(ge=1)
     created_at: AwareDatetime
     frames: list[FrameEntry] = Field(min_length=1, max_length=1000)
+    cameras: dict[str, CameraCalibration] = Field(default_factory=dict, max_length=16)
+
+    @model_validator(mode="after")
+    def _cameras_match(self) -> BatchManifest:
+        """Every camera is keyed by its own id, and every frame's camera is in the manifest."""
+        for key, camera in self.cameras.items():
+            if camera.camera_id() != key:
+                msg = f"camera {key[:12]} is keyed by another id than its calibration's sha256"
+                raise ValueError(msg)
+        unknown = {f.camera_id for f in self.frames if f.camera_id} - set(self.cameras)
+        if unknown:
+            msg = f"frames name camera(s) {', '.join(sorted(c[:12] for c in unknown))} the manifest lacks"
+            raise ValueError(msg)
+        return self
 
     def canonical(self) -> bytes:
-        """The exact bytes that are signed: sorted keys, no whitespace, ISO times."""
+        """The exact bytes that are signed: sorted keys, no whitespace, ISO times. Fields added
+        after version 1 are left out while empty, so manifests signed before them still verify."""
         data: dict[str, Any] = self.model_dump(mode="json")
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        if not data["cameras"]:
+            del data["cameras"]
+        for frame in data["frames"]:
+            if frame["camera_id"] is None:
+                del frame["camera_id"]
+        return _canonical(data)
 
 
 class SignedManifest(BaseModel):

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +24,66 @@ Matrix = NDArray[np.float64]
 
 class CalibrationError(MapError):
     """A calibration file that is missing, unreadable or lacks a field the camera model needs."""
+
+
+class CameraLike(Protocol):
+    """What projection needs of a camera: image size, intrinsics, distortion and mounting."""
+
+    @property
+    def width_px(self) -> int: ...
+    @property
+    def height_px(self) -> int: ...
+    @property
+    def mount_height_m(self) -> float: ...
+    @property
+    def pitch_deg(self) -> float: ...
+    @property
+    def roll_deg(self) -> float: ...
+    @property
+    def camera_matrix(self) -> Matrix: ...
+    @property
+    def distortion(self) -> tuple[float, float, float, float, float]: ...
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    """A real device's camera as its calibration describes it (any camera matrix), for example
+    from the catalog's `cameras` table (the upload protocol's `CameraCalibration` fields)."""
+
+    width_px: int
+    height_px: int
+    matrix: tuple[tuple[float, ...], ...]  # 3 x 3
+    distortion: tuple[float, float, float, float, float]
+    mount_height_m: float
+    pitch_deg: float
+    roll_deg: float
+
+    @property
+    def camera_matrix(self) -> Matrix:
+        """The 3x3 intrinsic matrix."""
+        return np.array(self.matrix, dtype=np.float64)
+
+    @classmethod
+    def from_calibration(cls, data: dict[str, Any]) -> PinholeCamera:
+        """From calibration JSON fields (`camera_matrix`, `dist_coeffs`, mounting, size)."""
+        try:
+            k1, k2, p1, p2, k3 = (float(v) for v in data.get("dist_coeffs", [0.0] * 5))
+            matrix = tuple(tuple(float(v) for v in row) for row in data["camera_matrix"])
+            if len(matrix) != 3 or any(len(row) != 3 for row in matrix):
+                msg = "camera_matrix is not 3 x 3"
+                raise ValueError(msg)
+            return cls(
+                width_px=int(data["width_px"]),
+                height_px=int(data["height_px"]),
+                matrix=matrix,
+                distortion=(k1, k2, p1, p2, k3),
+                mount_height_m=float(data["mount_height_m"]),
+                pitch_deg=float(data["pitch_deg"]),
+                roll_deg=float(data["roll_deg"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"the calibration lacks or garbles {exc}: it needs width_px, height_px, camera_matrix, mount_height_m, pitch_deg, roll_deg"
+            raise CalibrationError(msg) from exc
 
 
 @dataclass(frozen=True)
@@ -97,7 +157,7 @@ def world_to_camera_rotation(heading_deg: float, pitch_deg: float, roll_deg: flo
 
 
 def ground_homography(
-    calibration: Calibration, x_m: float, y_m: float, heading_deg: float
+    calibration: CameraLike, x_m: float, y_m: float, heading_deg: float
 ) -> Matrix:
     """3x3 matrix taking ground points (x, y, 1) in metres to image pixels (homogeneous), for a
     camera `mount_height_m` above (x_m, y_m) looking along `heading_deg`."""

@@ -14,6 +14,7 @@ from edge.keyframes import KeyframeRules
 from edge.process import Recording, process_recording
 from edge.settings import PrivacySettings
 from edge.spool import Spool
+from ingest.protocol import CameraCalibration
 from models.fetch import fetch_model
 from models.registry import DEFAULT_MODELS, get_model
 from models.settings import ModelSettings
@@ -46,6 +47,7 @@ def process_drive(
             spool,
             rules=KeyframeRules(trim_m=DEMO_TRIM_M),
             horizon=horizon_row(calibration["camera_matrix"], calibration["pitch_deg"]),
+            camera=CameraCalibration.model_validate(calibration),
         )
         records = spool.records()
     step = max(1, len(records) // THUMBNAILS_PER_DRIVE)

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 import cv2
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from edge.anonymize import Anonymized, Anonymizer, horizon_row
@@ -27,6 +28,7 @@ from edge.sync import estimate_offset as find_offset
 from edge.sync import motion_profile
 from edge.track import Track
 from edge.upload import upload_spool
+from ingest.protocol import CameraCalibration
 from models.settings import ModelSettings
 from roadswarm.errors import RoadswarmError, ServiceError, UserInputError
 from roadswarm.files import ensure_writable_folder, write_atomically
@@ -65,6 +67,20 @@ def read_horizon(calibration: Path | None) -> float | None:
         return horizon_row(data["camera_matrix"], float(data["pitch_deg"]))
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         msg = f"cannot use {calibration} as a calibration ({exc}): it needs camera_matrix and pitch_deg"
+        raise UserInputError(msg) from exc
+
+
+def read_camera(calibration: Path | None) -> CameraCalibration | None:
+    """The camera a calibration JSON describes, as batches carry it to the server (if given)."""
+    if calibration is None:
+        return None
+    try:
+        return CameraCalibration.model_validate_json(calibration.read_text())
+    except (OSError, ValidationError) as exc:
+        msg = (
+            f"cannot use {calibration} as a calibration ({exc}): it needs width_px, height_px, "
+            "camera_matrix, dist_coeffs, mount_height_m, pitch_deg and roll_deg"
+        )
         raise UserInputError(msg) from exc
 
 
@@ -239,6 +255,7 @@ def process_command(
             rules=KeyframeRules(spacing_m=spacing_m, trim_m=trim_m),
             zones=zones,
             horizon=horizon,
+            camera=read_camera(calibration),
         )
     report.video_offset_s = None if offset is None else offset.seconds
     text = (

@@ -28,7 +28,7 @@ from edge.rawcrypt import RawCipher, raw_key
 from edge.run import LiveInputs, RunOptions, RunReport, run_live
 from edge.settings import EdgeSettings, PrivacySettings
 from models.settings import ModelSettings
-from roadswarm.edge_cli import parse_start, read_gnss_log, read_horizon
+from roadswarm.edge_cli import parse_start, read_camera, read_gnss_log, read_horizon
 from roadswarm.errors import UserInputError
 from roadswarm.output import emit, json_option
 
@@ -241,6 +241,7 @@ def run_options(given: dict[str, Any], settings: EdgeSettings) -> RunOptions:
         rules=KeyframeRules(spacing_m=given["spacing_m"], trim_m=given["trim_m"]),
         zones=zones,
         horizon=read_horizon(given["calibration"]),
+        camera=read_camera(given["calibration"]),
         max_pending_frames=settings.max_pending_frames,
         gnss_stall_s=settings.gnss_stall_s,
     )

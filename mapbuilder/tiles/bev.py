@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from mapbuilder.camera import Calibration, Matrix, ground_homography
+from mapbuilder.camera import CameraLike, Matrix, ground_homography
 from mapbuilder.tiles.mercator import TILE_PX, Tile, px_per_metre, tiles_covering, world_px
 
 FloatImage = NDArray[np.float32]
@@ -69,7 +69,7 @@ class TileSample:
 class FrameProjector:
     """Projects frames of one camera into tiles at one zoom."""
 
-    def __init__(self, calibration: Calibration, settings: BevSettings | None = None) -> None:
+    def __init__(self, calibration: CameraLike, settings: BevSettings | None = None) -> None:
         self.calibration = calibration
         self.settings = settings or BevSettings()
 
@@ -174,7 +174,7 @@ class FrameProjector:
 
 
 def _distort(
-    calibration: Calibration, u: NDArray[np.float64], v: NDArray[np.float64]
+    calibration: CameraLike, u: NDArray[np.float64], v: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """OpenCV's radial-tangential model (k1, k2, p1, p2, k3) applied to ideal pixel positions."""
     k1, k2, p1, p2, k3 = calibration.distortion

@@ -12,20 +12,19 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from edge.identity import create_identity, load_identity
-from edge.package import KeyframeRecord
 from edge.spool import Spool
 from ingest.catalog import Frame, utcnow
 from ingest.db import Catalog
 from ingest.devices import revoke_device
 from ingest.storage import DEFAULT_CONTENT_TYPE, LocalObjectStore, StoredObject
 from roadswarm.api_server import free_port
-from tests.ingest_helpers import METRES_PER_DEGREE, Harness, frame_id, make_jpeg
+from tests.edge_records import record_for
+from tests.ingest_helpers import Harness, make_jpeg
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 40
@@ -58,28 +57,8 @@ def _device(tmp_path: Path, frames: list[bytes]) -> tuple[Path, Path]:
     create_identity(identity_dir)
     with Spool(spool_dir) as spool:
         for index, data in enumerate(frames):
-            spool.add(_record(data, "drive", index), data)
+            spool.add(record_for(data, "drive", index), data)
     return identity_dir, spool_dir
-
-
-def _record(data: bytes, sequence_id: str, index: int) -> KeyframeRecord:
-    """A keyframe 8 m after the previous one, captured half an hour ago."""
-    start = datetime.now(UTC) - timedelta(minutes=30)
-    return KeyframeRecord(
-        frame_id=frame_id(data),
-        capture_time=(start + timedelta(seconds=index)).isoformat(),
-        lat=60.2 + index * 8 / METRES_PER_DEGREE,
-        lon=24.9,
-        altitude_m=None,
-        heading_deg=0.0,
-        speed_mps=8.0,
-        hdop=1.0,
-        sequence_id=sequence_id,
-        index=index,
-        travelled_m=index * 8.0,
-        source_frame=index * 30,
-        model_versions={"face": "f@1", "plate": "p@1"},
-    )
 
 
 def _command(api_url: str, identity_dir: Path, spool_dir: Path) -> list[str]:
@@ -171,7 +150,7 @@ def test_a_revoked_device_is_told_and_keeps_its_spool(api: Harness, tmp_path: Pa
     revoke_device(api.catalog, load_identity(identity_dir).device_id, now=utcnow())
     later = make_jpeg(99)
     with Spool(spool_dir) as spool:
-        spool.add(_record(later, "drive-2", 0), later)
+        spool.add(record_for(later, "drive-2", 0), later)
     refused = _run(command)
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: ") and "revoked" in refused.stderr

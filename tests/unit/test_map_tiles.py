@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from mapbuilder.camera import Calibration, ground_homography
+from mapbuilder.camera import Calibration, CalibrationError, PinholeCamera, ground_homography
 from mapbuilder.tiles.bev import FramePose, FrameProjector, TileSample
 from mapbuilder.tiles.mercator import (
     TILE_PX,
@@ -169,3 +169,30 @@ def test_png_round_trips() -> None:
     assert decoded is not None
     assert np.array_equal(cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGBA), rgba)
     assert math.isclose(float(rgba[..., 3].mean()), 255.0)
+
+
+def test_a_devices_calibration_projects_like_the_simulators() -> None:
+    """A `PinholeCamera` read from calibration JSON gives the same tile as the simulator's model."""
+    calibration = {
+        "width_px": CAMERA.width_px,
+        "height_px": CAMERA.height_px,
+        "camera_matrix": CAMERA.camera_matrix.tolist(),
+        "dist_coeffs": [0.0] * 5,
+        "mount_height_m": CAMERA.mount_height_m,
+        "pitch_deg": CAMERA.pitch_deg,
+        "roll_deg": CAMERA.roll_deg,
+    }
+    device = PinholeCamera.from_calibration(calibration)
+    pose = FramePose(LON, LAT, 37.0, 0.0)
+    frame = _render(37.0)
+    compared = 0
+    for tile in FrameProjector(CAMERA).tiles(pose):
+        ours, theirs = (FrameProjector(c).sample(frame, pose, tile) for c in (CAMERA, device))
+        assert (ours is None) == (theirs is None)
+        if ours is not None and theirs is not None:
+            assert np.array_equal(ours.image, theirs.image)
+            assert np.array_equal(ours.weight, theirs.weight)
+            compared += 1
+    assert compared > 3
+    with pytest.raises(CalibrationError, match="camera_matrix"):
+        PinholeCamera.from_calibration({**calibration, "camera_matrix": [[1.0, 0.0]]})
