@@ -42,6 +42,9 @@ class EdgeSettings(BaseSettings):
     camera: str = "0"
     camera_clock_offset_s: float = 0.0  # added to the system clock's frame times
     gpsd: str = "127.0.0.1:2947"
+    # A receiver on a serial port (e.g. /dev/ttyACM0) read directly; when set, used instead of gpsd.
+    nmea_serial: str = ""
+    nmea_baud: int = 9600
     # u-blox CW jamming indicator (0-255) from which a fix counts as jammed.
     gnss_jam_limit: int = 100
     # Without a fix for this long, frames waiting for GNSS are placed with what is known.

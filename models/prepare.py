@@ -121,14 +121,28 @@ def quantize_int8(fp32: Path, out: Path, images: list[NDArray[np.uint8]], spec: 
     )
 
 
-def _time_and_find(
-    detector: Detector, images: list[NDArray[np.uint8]], threshold: float
-) -> tuple[float, list[NDArray[np.float32]]]:
-    detector.detect(images[0], threshold)  # warm-up: first runs allocate and plan
-    found, started = [], time.perf_counter()
-    for image in images:
-        found.append(detector.detect(image, threshold).boxes)
-    return (time.perf_counter() - started) * 1000 / len(images), found
+def _compare(
+    reference: Detector, candidate: Detector, images: list[NDArray[np.uint8]], threshold: float
+) -> tuple[float, float, list[NDArray[np.float32]], list[NDArray[np.float32]]]:
+    """Median milliseconds per image of the reference and the candidate, and what each found.
+
+    Timed image by image in alternating order, so that other load on the machine (a shared CI
+    host, a busy device) weighs on both alike instead of on whichever happened to run second.
+    """
+    for detector in (reference, candidate):
+        detector.detect(images[0], threshold)  # warm-up: first runs allocate and plan
+    runs: dict[int, tuple[list[float], list[NDArray[np.float32]]]] = {
+        id(reference): ([], []),
+        id(candidate): ([], []),
+    }
+    for k, image in enumerate(images):
+        for detector in (reference, candidate) if k % 2 == 0 else (candidate, reference):
+            started = time.perf_counter()
+            boxes = detector.detect(image, threshold).boxes
+            runs[id(detector)][0].append((time.perf_counter() - started) * 1000)
+            runs[id(detector)][1].append(boxes)
+    (ref_ms, ref_found), (cand_ms, cand_found) = runs[id(reference)], runs[id(candidate)]
+    return float(np.median(ref_ms)), float(np.median(cand_ms)), ref_found, cand_found
 
 
 def agreement(reference: list[NDArray[np.float32]], candidate: list[NDArray[np.float32]]) -> float:
@@ -171,7 +185,6 @@ def prepare_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     calibrate, judge = images[::2], images[1::2]
     reference = load_detector(spec, weights, ["CPUExecutionProvider"])
-    reference_ms, reference_found = _time_and_find(reference, judge, threshold)
     reports = []
     with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
         fp32 = Path(scratch) / "fp32.onnx"
@@ -185,7 +198,9 @@ def prepare_model(
             final = out_dir / f"{variant}-{sha[:16]}.onnx"
             path.replace(final)
             detector = load_detector(spec, weights, ["CPUExecutionProvider"], variant=final)
-            ms, found = _time_and_find(detector, judge, threshold)
+            reference_ms, ms, reference_found, found = _compare(
+                reference, detector, judge, threshold
+            )
             agreed = agreement(reference_found, found)
             offered = agreed >= MIN_AGREEMENT and reference_ms / ms >= MIN_SPEEDUP
             reason = (

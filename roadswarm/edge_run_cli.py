@@ -21,6 +21,7 @@ from edge.capture.video import VideoFileSource
 from edge.capture_loop import CaptureOptions
 from edge.client import IngestClient, RetryPolicy
 from edge.gnss.feed import FixFeed, GpsdAddressError, GpsdFeed, LogFeed, parse_gpsd_address
+from edge.gnss.serial_feed import SerialNmeaFeed
 from edge.identity import load_identity
 from edge.keyframes import KeyframeRules, PrivacyZones
 from edge.quota import Quota
@@ -46,22 +47,40 @@ class Sources:
     start: str | None
     realtime: bool
     gpsd: str | None
+    nmea_serial: str | None
+    baud: int | None
     nmea: Path | None
     gpx: Path | None
 
 
 def open_feed(sources: Sources, settings: EdgeSettings) -> FixFeed:
-    """A recorded log (replayed as if live) or gpsd (the default: ROADSWARM_EDGE_GPSD)."""
+    """A recorded log (replayed as if live), a serial NMEA receiver, or gpsd (the default:
+    ROADSWARM_EDGE_NMEA_SERIAL if set, else ROADSWARM_EDGE_GPSD)."""
+    if sum(bool(s) for s in (sources.gpsd, sources.nmea_serial, sources.nmea, sources.gpx)) > 1:
+        msg = "give one GNSS source: --gpsd, --nmea-serial, --nmea or --gpx"
+        raise UserInputError(msg)
     if sources.nmea or sources.gpx:
-        if sources.gpsd:
-            msg = "give one GNSS source: --gpsd, --nmea or --gpx"
-            raise UserInputError(msg)
         return LogFeed(read_gnss_log(sources.gpx, sources.nmea))
+    serial_port = sources.nmea_serial or ("" if sources.gpsd else settings.nmea_serial)
+    if serial_port:
+        return open_serial_feed(serial_port, sources.baud or settings.nmea_baud)
     try:
         host, port = parse_gpsd_address(sources.gpsd or settings.gpsd)
     except GpsdAddressError as exc:
         raise UserInputError(str(exc)) from exc
     return GpsdFeed(host, port, jam_limit=settings.gnss_jam_limit)
+
+
+def open_serial_feed(port: str, baud: int) -> FixFeed:
+    """The receiver on `port`; a port that is not there is a mistake to report, not to wait for
+    (systemd restarts the unit if the receiver enumerates late)."""
+    if not Path(port).exists():
+        msg = (
+            f"serial port {port} does not exist: plug the receiver in or give its device "
+            "(e.g. --nmea-serial /dev/ttyACM0, or ROADSWARM_EDGE_NMEA_SERIAL)"
+        )
+        raise UserInputError(msg)
+    return SerialNmeaFeed(port, baud=baud)
 
 
 def open_source(sources: Sources, feed: FixFeed, settings: EdgeSettings) -> FrameSource:
@@ -156,6 +175,17 @@ def summary(report: RunReport) -> str:
 )
 @click.option("--realtime", is_flag=True, help="Play a --video no faster than it was recorded.")
 @click.option("--gpsd", default=None, help="HOST:PORT of gpsd (default ROADSWARM_EDGE_GPSD).")
+@click.option(
+    "--nmea-serial",
+    default=None,
+    help="Serial port of an NMEA receiver, read without gpsd (default ROADSWARM_EDGE_NMEA_SERIAL).",
+)
+@click.option(
+    "--baud",
+    type=click.IntRange(300, 921600),
+    default=None,
+    help="Baud rate of --nmea-serial (default ROADSWARM_EDGE_NMEA_BAUD, 9600).",
+)
 @click.option(
     "--nmea", type=click.Path(path_type=Path), default=None, help="An NMEA log replayed as live."
 )

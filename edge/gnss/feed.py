@@ -13,6 +13,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Iterable
 
 from edge.errors import EdgeError
 from edge.gnss.fix import BadRecord, Fix
@@ -103,34 +104,32 @@ def parse_gpsd_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class GpsdFeed(FixFeed):
-    """A client of gpsd's JSON protocol on a thread of its own; reconnects with backoff when the
-    connection drops (gpsd restarted, receiver unplugged), so capture never stops for it."""
+class ThreadedFeed(FixFeed):
+    """A live source read on a thread of its own, reopened with backoff whenever it fails (gpsd
+    restarted, receiver unplugged), so capture never stops for it. Subclasses read one opening
+    of the source in `_session` and hand what they read to `_put`."""
 
-    def __init__(
-        self, host: str, port: int, *, jam_limit: int = DEFAULT_JAM_LIMIT, timeout_s: float = 5.0
-    ) -> None:
+    def __init__(self, name: str, *, close_timeout_s: float) -> None:
         super().__init__()
-        self.address = (host, port)
-        self.jam_limit = jam_limit
-        self.timeout_s = timeout_s
         self.connections = 0
         self.last_problem: str | None = None
-        self._queue: queue.SimpleQueue[Fix] = queue.SimpleQueue()
+        self.close_timeout_s = close_timeout_s
+        self._queue: queue.SimpleQueue[Fix | BadRecord] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._socket: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="gpsd", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _take(self, timeout_s: float) -> list[Fix]:
         fixes: list[Fix] = []
         try:
-            fixes.append(
+            report = (
                 self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait()
             )
             while True:
-                fixes.append(self._queue.get_nowait())
+                if isinstance(report, Fix):
+                    fixes.append(report)
+                else:
+                    self._count(report)
+                report = self._queue.get_nowait()
         except queue.Empty:
             pass
         return fixes
@@ -141,10 +140,24 @@ class GpsdFeed(FixFeed):
 
     def close(self) -> None:
         self._stop.set()
-        with self._lock:
-            if self._socket is not None:
-                self._socket.close()
-        self._thread.join(timeout=self.timeout_s)
+        self._interrupt()
+        self._thread.join(timeout=self.close_timeout_s)
+
+    def _interrupt(self) -> None:
+        """Wake a reader blocked in `_session` (default: it wakes by its own read timeout)."""
+
+    @property
+    @abstractmethod
+    def source_name(self) -> str:
+        """The source as the driver knows it, for messages."""
+
+    @abstractmethod
+    def _session(self) -> None:
+        """Open the source once and read it until it fails, ends or `_stop` is set."""
+
+    def _put(self, reports: Iterable[Fix | BadRecord]) -> None:
+        for report in reports:
+            self._queue.put(report)
 
     def _run(self) -> None:
         wait = RECONNECT_S[0]
@@ -152,13 +165,37 @@ class GpsdFeed(FixFeed):
             try:
                 self._session()
                 wait = RECONNECT_S[0]
-            except OSError as exc:
+            except OSError as exc:  # pyserial's SerialException is an OSError too
                 if self._stop.is_set():
-                    return  # close() shut the socket under the reader
-                self.last_problem = f"gpsd at {self.address[0]}:{self.address[1]}: {exc}"
+                    return  # close() shut the source under the reader
+                self.last_problem = f"{self.source_name}: {exc}"
                 log.warning("%s; reconnecting in %.0f s", self.last_problem, wait)
             self._stop.wait(wait)
             wait = min(RECONNECT_S[1], wait * 2)
+
+
+class GpsdFeed(ThreadedFeed):
+    """A client of gpsd's JSON protocol."""
+
+    def __init__(
+        self, host: str, port: int, *, jam_limit: int = DEFAULT_JAM_LIMIT, timeout_s: float = 5.0
+    ) -> None:
+        super().__init__("gpsd", close_timeout_s=timeout_s)
+        self.address = (host, port)
+        self.jam_limit = jam_limit
+        self.timeout_s = timeout_s
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._thread.start()
+
+    @property
+    def source_name(self) -> str:
+        return f"gpsd at {self.address[0]}:{self.address[1]}"
+
+    def _interrupt(self) -> None:
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
 
     def _session(self) -> None:
         """One connection: watch, then read lines until gpsd closes it or we are stopped."""
@@ -177,22 +214,15 @@ class GpsdFeed(FixFeed):
                 try:
                     chunk = connection.recv(65536)
                 except TimeoutError:
-                    self._hand_over(parser.flush())
+                    self._put(parser.flush())
                     continue
                 if not chunk:
                     return
                 *lines, buffered = (buffered + chunk).split(b"\n")
                 for line in lines:
-                    self._hand_over(parser.feed(line))
+                    self._put(parser.feed(line))
         finally:
-            self._hand_over(parser.flush())
+            self._put(parser.flush())
             with self._lock:
                 self._socket = None
             connection.close()
-
-    def _hand_over(self, reports: list[Fix | BadRecord]) -> None:
-        for report in reports:
-            if isinstance(report, Fix):
-                self._queue.put(report)
-            else:
-                self._count(report)

@@ -32,7 +32,7 @@ class _Epoch:
 
 
 @dataclass
-class _Reader:
+class NmeaReader:
     """Collects fixes and bad records as lines arrive; an epoch ends when a new time of day starts."""
 
     source: str
@@ -100,7 +100,7 @@ def read_nmea(path: Path) -> GnssLog:
     """
     # Replaced, not fatal: a line of stray bytes from a flaky serial link must not lose the file.
     text = read_bytes(path, "NMEA").decode("utf-8", errors="replace")
-    reader = _Reader(str(path))
+    reader = NmeaReader(str(path))
     for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             reader.feed(number, line.strip())
