@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,10 +124,12 @@ def process_recording(
     zones: PrivacyZones | None = None,
     horizon: float | None = None,
     camera: CameraCalibration | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ProcessReport:
     """Select, check, anonymize and package the keyframes of one recording into the spool.
 
     Running it again on the same recording (after a crash, say) skips what the spool already holds.
+    `progress(frames_read, frames_total)` is called as the video is worked through.
     """
     started = time.perf_counter()
     capture, fps, count = open_video(recording.video)
@@ -151,6 +153,8 @@ def process_recording(
     owner = {i: c for c in todo for i in range(c.frame_index, c.last_index + 1)}
     done: set[int] = set()
     for index, frame in _frames(capture, set(owner), count):
+        if progress is not None:
+            progress(index + 1, count)
         candidate = owner[index]
         if candidate.frame_index in done:
             continue
@@ -170,6 +174,8 @@ def process_recording(
             continue
         report.keyframes += outcome
     capture.release()
+    if progress is not None:
+        progress(count, count)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 

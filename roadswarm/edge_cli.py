@@ -165,6 +165,28 @@ def anonymize_command(
         raise UnusableImagesError(msg)
 
 
+class FrameProgress:
+    """A progress bar over a video's frames on stderr, shown only on a terminal (never in logs
+    or JSON output); its total is known once the video is open."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._bar: tqdm[Any] | None = None
+
+    def __enter__(self) -> FrameProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def update(self, done: int, total: int) -> None:
+        """Move the bar to `done` of `total` frames."""
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=self.name, unit="frame", disable=None)
+        self._bar.update(done - self._bar.n)
+
+
 def read_gnss_log(gpx: Path | None, nmea: Path | None) -> GnssLog:
     """Exactly one GNSS log, read with its bad records kept."""
     if gpx is not None and nmea is None:
@@ -246,7 +268,7 @@ def process_command(
     horizon = read_horizon(calibration)
     anonymizer = Anonymizer.load(PrivacySettings(), ModelSettings())
     folder = spool_dir or EdgeSettings().spool_dir
-    with Spool(folder) as spool:
+    with Spool(folder) as spool, FrameProgress(video.name) as progress:
         report = process_recording(
             Recording(video, start),
             log,
@@ -256,6 +278,7 @@ def process_command(
             zones=zones,
             horizon=horizon,
             camera=read_camera(calibration),
+            progress=progress.update,
         )
     report.video_offset_s = None if offset is None else offset.seconds
     text = (

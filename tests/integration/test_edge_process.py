@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import math
+import os
+import pty
 import random
+import struct
 import subprocess
 import sys
+import termios
 import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -231,3 +236,31 @@ def test_offset_search_gives_up_clearly_without_a_match(drive: Path, tmp_path: P
     flat = np.random.default_rng(0).normal(0.0, 1.0, len(times))
     with pytest.raises(SyncError, match="--video-start"):
         estimate_offset(track, float(track.t_s[0]), times, flat)
+
+
+def test_a_terminal_sees_a_progress_bar_and_logs_do_not(drive: Path, tmp_path: Path) -> None:
+    """On a terminal the driver sees the video's frames counted up to 100 %; with output to a
+    file (a log, a pipe) no bar is drawn."""
+    command = edge_command(drive, tmp_path / "tty-spool")
+    command.remove("--json")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command on a 100-column terminal
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        os.chdir(REPO)
+        os.execv(command[0], command)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert os.waitpid(pid, 0)[1] == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "video.mp4: 100%" in text
+    assert "frame/s" in text
+    piped = edge_process(drive, tmp_path / "piped-spool")
+    assert piped.returncode == 0, piped.stderr
+    assert "100%" not in piped.stderr
