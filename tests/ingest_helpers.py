@@ -180,16 +180,19 @@ def served_api(
     *,
     settings: IngestSettings | None = None,
     celery: Celery | None = None,
+    port: int | None = None,
+    public_url: str | None = None,
 ) -> Iterator[Harness]:
-    """The ingest API on a free loopback port, over `catalog` and a local store in `store_dir`."""
-    port = free_port()
+    """The ingest API on a loopback port (default: a free one), over `catalog` and a local store
+    in `store_dir`; its upload forms point at `public_url` (default: itself), e.g. a proxy."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     chosen = settings or IngestSettings(upload_secret=UPLOAD_SECRET)
     store = LocalObjectStore(store_dir)
     services = ApiServices(
         catalog,
         store,
-        LocalUploadSigner(chosen.upload_secret, url),
+        LocalUploadSigner(chosen.upload_secret, public_url or url),
         chosen,
         celery,
     )

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from ingest.errors import (
     AuthenticationError,
@@ -66,6 +67,17 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", message, problems=problems[:50])
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # A device on a bad network hangs up mid-upload all the time: nothing was stored (the object
+    # is written only once its bytes are complete and checked) and the device will try again.
+    log.info(
+        "%s %s: the client disconnected before sending the whole body",
+        request.method,
+        request.url.path,
+    )
+    return error_response(400, "client_disconnected", "the request body ended early; send it again")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error_response(
@@ -78,3 +90,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(IngestError, _domain_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
