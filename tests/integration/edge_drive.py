@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from edge.rawqueue import RawSpool
 from edge.spool import Spool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,3 +45,33 @@ def records(spool: Path) -> dict[str, dict[str, Any]]:
     """The spool's keyframe records by frame id."""
     with Spool(spool) as opened:
         return {r.frame_id: asdict(r) for r in opened.records()}
+
+
+def assert_clean(spool: Path) -> None:
+    """No raw frame left behind, nothing half written, the spool's own checks pass."""
+    assert not list((spool / "raw").iterdir())
+    assert not list((spool / "keyframes").glob(".*"))
+    with RawSpool(spool) as opened:
+        assert opened.integrity_problems() == []
+        assert opened.raw_counts()["queued"] == 0
+
+
+def kill_when(command: list[str], spool: Path, query: str | None, delay_s: float) -> None:
+    """Start a run and SIGKILL it once `query` finds a row in its spool (or after `delay_s`)."""
+    with subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as process:
+        deadline = time.monotonic() + (60 if query else delay_s)
+        while time.monotonic() < deadline and process.poll() is None:
+            if query and _found(spool, query):
+                break
+            time.sleep(0.01)
+        process.kill()
+
+
+def _found(spool: Path, query: str) -> bool:
+    try:
+        with sqlite3.connect(spool / "spool.sqlite3", timeout=1) as db:
+            return db.execute(query).fetchone() is not None
+    except sqlite3.Error:  # not created yet
+        return False

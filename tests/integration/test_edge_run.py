@@ -8,10 +8,8 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,14 @@ from edge.rawqueue import RawSpool
 from ingest.catalog import Frame
 from roadswarm.api_server import free_port
 from tests.ingest_helpers import Harness
-from tests.integration.edge_drive import REPO, records, roadswarm, run_args
+from tests.integration.edge_drive import (
+    REPO,
+    assert_clean,
+    kill_when,
+    records,
+    roadswarm,
+    run_args,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +41,6 @@ def live_run(short_drive: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["stopped_because"] == "drained"
     return spool, identity
-
-
-def assert_clean(spool: Path) -> None:
-    """No raw frame left behind, nothing half written, the spool's own checks pass."""
-    assert not list((spool / "raw").iterdir())
-    assert not list((spool / "keyframes").glob(".*"))
-    with RawSpool(spool) as opened:
-        assert opened.integrity_problems() == []
-        assert opened.raw_counts()["queued"] == 0
 
 
 def test_live_capture_spools_exactly_what_edge_process_spools(
@@ -72,27 +68,6 @@ MID_CAPTURE = (
 MID_PRIVACY = (
     "SELECT 1 FROM keyframes WHERE EXISTS (SELECT 1 FROM raw_candidates WHERE state = 'queued')"
 )
-
-
-def kill_when(command: list[str], spool: Path, query: str | None, delay_s: float) -> None:
-    """Start a run and SIGKILL it once `query` finds a row in its spool (or after `delay_s`)."""
-    with subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    ) as process:
-        deadline = time.monotonic() + (60 if query else delay_s)
-        while time.monotonic() < deadline and process.poll() is None:
-            if query and _found(spool, query):
-                break
-            time.sleep(0.01)
-        process.kill()
-
-
-def _found(spool: Path, query: str) -> bool:
-    try:
-        with sqlite3.connect(spool / "spool.sqlite3", timeout=1) as db:
-            return db.execute(query).fetchone() is not None
-    except sqlite3.Error:  # not created yet
-        return False
 
 
 def test_killed_runs_lose_nothing_and_duplicate_nothing(
