@@ -12,7 +12,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(BIN)/.installed
+# The web viewer ships MapLibre GL JS from the npm registry (no CDN at run time).
+VIEWER := mapbuilder/serve/viewer
+$(VIEWER)/vendor/maplibre-gl.js: $(VIEWER)/package.json $(VIEWER)/package-lock.json
+	cd $(VIEWER) && npm ci --no-audit --no-fund --silent
+	mkdir -p $(VIEWER)/vendor
+	cp $(VIEWER)/node_modules/maplibre-gl/dist/maplibre-gl.js $(VIEWER)/node_modules/maplibre-gl/dist/maplibre-gl.css $(VIEWER)/node_modules/maplibre-gl/LICENSE.txt $(VIEWER)/vendor/
+	touch $@
+
+setup: $(BIN)/.installed $(VIEWER)/vendor/maplibre-gl.js
 
 demo: setup
 	$(BIN)/roadswarm demo

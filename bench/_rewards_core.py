@@ -8,6 +8,7 @@ import time
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._rewards_data import synthetic_epoch
+from rewards.binrows import frames_input_root
 from rewards.canonical import canonical_json
 from rewards.epochs import Epoch
 from rewards.ledger import GENESIS, make_record
@@ -34,7 +35,8 @@ def core_run(
     ctx = EpochContext(
         EPOCH, params, EPOCH.end, "bench", GENESIS, public_hex(key.public_key()), None, {}
     )
-    body = epoch_body(ctx, data.frames, scores, excluded=[])
+    root, _ = frames_input_root(data.frames, data.segments, params)
+    body = epoch_body(ctx, scores, input_root=root, excluded=[])
     record = make_record(
         seq=0,
         kind="epoch",

@@ -4,7 +4,8 @@ The truth tile is the simulator's orthophoto (5 cm/px, local transverse Mercator
 the tile's pixel centres. Measures, over the pixels a tile covers: PSNR, SSIM (Gaussian window,
 the standard constants), the georeferencing offset (phase correlation of the two tiles), and a
 ghosting measure: the share of strong edges in the stitched tile with no edge within 2 px in the
-truth (a doubled lane marking shows up as such edges).
+truth once the truth is moved by that offset (a doubled lane marking shows up as such edges; a
+mosaic that is only offset does not).
 """
 
 from __future__ import annotations
@@ -76,11 +77,11 @@ def ssim_map(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float
     )
 
 
-def offset_m(
-    stitched: NDArray[np.float64], truth: NDArray[np.float64], mask: NDArray[np.bool_], scale: float
-) -> float | None:
-    """Shift between the stitched and the true tile by phase correlation, metres (None: too little
-    imagery or texture to tell)."""
+def phase_shift(
+    stitched: NDArray[np.float64], truth: NDArray[np.float64], mask: NDArray[np.bool_]
+) -> tuple[float, float] | None:
+    """Shift (pixels, x and y) of the stitched tile against the true one by phase correlation
+    (None: too little imagery or texture to tell)."""
     if mask.mean() < 0.5:
         return None
     fill = float(truth[mask].mean())
@@ -88,13 +89,27 @@ def offset_m(
     b = np.where(mask, truth, fill).astype(np.float32)
     window = cv2.createHanningWindow((TILE_PX, TILE_PX), cv2.CV_32F)
     (dx, dy), response = cv2.phaseCorrelate(b, a, window)
-    return float(np.hypot(dx, dy)) / scale if response > 0.05 else None
+    return (float(dx), float(dy)) if response > 0.05 else None
+
+
+def offset_m(shift: tuple[float, float] | None, scale: float) -> float | None:
+    """The georeferencing offset in metres of a shift in pixels (`scale` pixels per metre)."""
+    return None if shift is None else float(np.hypot(*shift)) / scale
 
 
 def ghost_edges(
-    stitched: NDArray[np.float64], truth: NDArray[np.float64], mask: NDArray[np.bool_]
+    stitched: NDArray[np.float64],
+    truth: NDArray[np.float64],
+    mask: NDArray[np.bool_],
+    shift: tuple[float, float] | None = None,
 ) -> float | None:
-    """Share of strong edges in the stitched tile with no truth edge within 2 px."""
+    """Share of strong edges in the stitched tile with no truth edge within 2 px, once the truth
+    is moved by the tile's measured `shift`: a mosaic that is only offset has no doubled
+    markings (the offset is measured on its own), one with two copies of a line does."""
+    if shift is not None:
+        move = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]])
+        moved = cv2.warpAffine(truth, move, (TILE_PX, TILE_PX), borderMode=cv2.BORDER_REPLICATE)
+        truth = np.asarray(moved, np.float64)
     inner = cv2.erode(mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
 
     def edges(image: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -120,10 +135,11 @@ def tile_quality(rgba: U8Image, truth_rgb: U8Image, lat: float, zoom: int) -> Ti
     if covered == 0:
         return TileQuality(0.0, float("nan"), float("nan"), None, None)
     colour = rgba[..., :3].astype(np.float64)[mask]
+    shift = phase_shift(grey, truth, mask)
     return TileQuality(
         covered,
         psnr(colour, truth_rgb.astype(np.float64)[mask]),
         float(ssim_map(grey, truth)[mask].mean()),
-        offset_m(grey, truth, mask, px_per_metre(lat, zoom)),
-        ghost_edges(grey, truth, mask),
+        offset_m(shift, px_per_metre(lat, zoom)),
+        ghost_edges(grey, truth, mask, shift),
     )

@@ -10,11 +10,16 @@
    with their matches, then `close_epoch` end to end; the loading (plain SQL into arrays) is
    timed on its own and reported as frames per second. This part is smaller than 10 million: the
    loading rate says what 10 million would cost on each database.
+3. Summary (PostgreSQL, the production path): the core's epoch at full size reduced to the per-bin
+   summary's rows, written once by binary COPY, then `close_epoch` end to end from it in fresh
+   processes pinned to 2 cores (`bench._rewards_summary`); printed beside the core (the anchor),
+   with the ratio of their medians.
 
 There is no external anchor for this stage: figures are reported against the issue's targets.
 
     python -m bench.bench_rewards [--frames 10000000] [--segments 100000] [--devices 1000]
         [--history 5000000] [--repeats 3] [--catalog-frames 200000] [--skip-catalog]
+        [--skip-summary] [--skip-core]
         [--pg-admin-url postgresql://postgres@127.0.0.1:5432/test] [--json-out FILE]
 """
 
@@ -27,10 +32,12 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench._common import verdict
 from bench._rewards_catalog import catalog_runs
 from bench._rewards_core import core_run
+from bench._rewards_summary import close_run, summary_runs
 
 TARGET_S = 60.0
 TARGET_RSS_MB = 4096.0
@@ -69,6 +76,20 @@ def _summary(report: dict[str, object]) -> None:
     catalog = report.get("catalog")
     if isinstance(catalog, dict):
         _catalog_summary(catalog)
+    summary = report.get("summary")
+    if isinstance(summary, dict):
+        _summary_line(summary, core["median"] if isinstance(core, dict) else None)
+
+
+def _summary_line(summary: dict[str, Any], core: dict[str, float] | None) -> None:
+    median = summary["median"]
+    ratio = f", {median['close_s'] / core['total_s']:.2f}x the core's time" if core else ""
+    print(
+        f"summary (PostgreSQL): {summary['epoch_rows']:,} epoch rows + {summary['history_rows']:,}"
+        f" history rows for {median['frames']:,.0f} frames: close_epoch median {median['close_s']:.1f} s"
+        f" (loading {median['load_s']:.1f} s), peak RSS {median['peak_rss_mb']:.0f} MB{ratio}"
+        f" [{verdict(median['close_s'] <= TARGET_S and median['peak_rss_mb'] <= TARGET_RSS_MB)}]"
+    )
 
 
 def _core_summary(report: dict[str, object], median: dict[str, float]) -> None:
@@ -104,10 +125,15 @@ def main() -> None:
     parser.add_argument("--skip-core", action="store_true")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--skip-summary", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--summary-child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args)
+        return
+    if args.summary_child:
+        print(json.dumps(close_run(args.summary_child)))
         return
     report: dict[str, object] = {
         "frames": args.frames,
@@ -119,6 +145,15 @@ def main() -> None:
         report["core"] = _core(args)
     if not args.skip_catalog:
         report["catalog"] = catalog_runs(args.catalog_frames, args.pg_admin_url)
+    if not args.skip_summary:
+        report["summary"] = summary_runs(
+            args.pg_admin_url,
+            frames=args.frames,
+            segments=args.segments,
+            devices=args.devices,
+            history=args.history,
+            repeats=args.repeats,
+        )
     print(json.dumps(report, indent=2))
     _summary(report)
     if args.json_out:

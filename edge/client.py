@@ -21,6 +21,7 @@ from edge.errors import EdgeError
 from edge.identity import Identity
 from ingest.protocol import (
     CommitReceipt,
+    DeviceEarnings,
     Registration,
     SignedManifest,
     UploadItem,
@@ -145,6 +146,11 @@ class IngestClient:
         """What the server knows of this device's frames."""
         found: dict[str, Any] = self._call("GET", "/v1/devices/me", b"").json()
         return found
+
+    def earnings(self) -> DeviceEarnings:
+        """This device's allocations per closed reward epoch, newest first."""
+        answer = self._call("GET", "/v1/devices/me/earnings", b"")
+        return DeviceEarnings.model_validate_json(answer.content)
 
     def _call(self, method: str, path: str, body: bytes, *, signed: bool = True) -> httpx.Response:
         def send() -> httpx.Response:

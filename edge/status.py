@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from edge.earnings import earnings_status, earnings_text
 from edge.livespool import LiveSpool
 from edge.package import KeyframeRecord
 from edge.quota import PAUSED
@@ -62,6 +63,7 @@ def device_status(spool: LiveSpool, *, now: datetime | None = None) -> dict[str,
         "epoch": f"{year}-W{week:02d}",
         "capture_paused": None if paused is None else json.loads(paused),
         "evictions": spool.event_summary("eviction"),
+        "earnings": earnings_status(spool, now=moment),
     }
 
 
@@ -85,6 +87,7 @@ def status_text(status: dict[str, Any]) -> str:
     if status["capture_paused"]:
         paused = status["capture_paused"]
         lines.append(f"capture paused since {paused['since']}: {paused['reason']}")
+    lines.append(earnings_text(status["earnings"]))
     last = status["last_error"]
     lines.append(f"last error: {last['at']}: {last['message']}" if last else "last error: none")
     return "\n".join(lines)

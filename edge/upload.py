@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from edge.client import IngestClient, RequestRefusedError, ServerUnreachableError
+from edge.earnings import refresh_earnings
 from edge.errors import EdgeError
 from edge.spool import Spool
 from ingest.protocol import SignedManifest, UploadItem
@@ -55,6 +56,7 @@ def upload_spool(
             report.batches_sealed += 1
         for signed in spool.sealed_batches():
             _send_batch(spool, client, signed, report)
+        refresh_earnings(spool, client)
     except ServerUnreachableError as exc:
         spool.record_event("error", str(exc))
         report.retry_later.append(str(exc))

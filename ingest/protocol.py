@@ -291,3 +291,44 @@ class CommitReceipt(BaseModel):
 def frame_object_key(device_id: str, frame_id: str) -> str:
     """Where a device's frame is stored: inside its own prefix, named by its content."""
     return f"frames/{device_id}/{frame_id}.jpg"
+
+
+class EarningLine(BaseModel):
+    """One reason's part of an epoch's allocation, in base units (9 decimals) as strings."""
+
+    reason: str
+    amount: str
+    driver: str
+    fleet_manager: str
+
+
+class EpochEarning(BaseModel):
+    """A device's allocation in one closed epoch, and where it sits in the signed root."""
+
+    epoch: str
+    gross: str
+    cumulative: str
+    driver: str
+    fleet_manager: str
+    fleet_manager_payee: str | None
+    split_bp: int
+    allocations: list[EarningLine]
+    allocation_root: str
+    leaf_index: int
+    proof: list[dict[str, str]]
+    record_hash: str
+    operator_key: str
+    signature: str
+
+
+class DeviceEarnings(BaseModel):
+    """`GET /v1/devices/me/earnings`: the calling device's allocations per closed epoch, newest
+    first (amounts in base units of 9 decimals, as strings)."""
+
+    device_id: str
+    decimals: int
+    epochs_closed: int
+    last_closed_epoch: str | None
+    total_gross: str
+    total_driver: str
+    epochs: list[EpochEarning]

@@ -17,7 +17,8 @@ INGEST_QUEUE = "ingest"
 AUDIT_QUEUE = "audit"
 """The privacy audit: heavy (detectors), so scaled apart from the cheap checks of `ingest`."""
 MATCH_QUEUE = "match"
-STITCH_QUEUE = "stitch"
+TILES_QUEUE = "tiles"
+"""Frame poses and map tiles: blocks of dirty tiles built from frames, then the zooms below."""
 REWARDS_QUEUE = "rewards"
 SIM_QUEUE = "sim"
 """The simulator's rendering queue (virtual dashcam frames)."""
@@ -26,8 +27,18 @@ AUDIT_TASK = "ingest.audit_frames"
 RECONCILE_TASK = "ingest.reconcile"
 MATCH_TASK = "match.sequences"
 """Registered by `mapbuilder.tasks`; ingest only names it (it must not import mapbuilder)."""
+TILES_POSES_TASK = "tiles.poses"
+TILES_BUILD_TASK = "tiles.build_block"
+TILES_SWEEP_TASK = "tiles.sweep"
+"""Registered by `mapbuilder.tile_tasks`."""
+LAYERS_UPDATE_TASK = "layers.update"
+"""Coverage and freshness tiles of matched sequences; registered by `roadswarm.layer_tasks`."""
+LAYERS_REFRESH_TASK = "layers.refresh"
+"""Freshness tiles whose captures aged into the next colour; run by the scheduler."""
+REWARDS_BINS_TASK = "rewards.refresh_bins"
+"""The per-bin capture summary epochs are closed from; registered by `rewards.tasks`."""
 
-ALL_QUEUES = (INGEST_QUEUE, AUDIT_QUEUE, MATCH_QUEUE, STITCH_QUEUE, REWARDS_QUEUE, SIM_QUEUE)
+ALL_QUEUES = (INGEST_QUEUE, AUDIT_QUEUE, MATCH_QUEUE, TILES_QUEUE, REWARDS_QUEUE, SIM_QUEUE)
 
 # Redis redelivers a message not acknowledged within the visibility timeout. With late acks a task
 # that runs longer would be delivered again while still running, so the hard time limit stays
@@ -38,6 +49,9 @@ TASK_TIME_LIMIT_S = 1800
 TASK_SOFT_TIME_LIMIT_S = 1740
 RESULT_EXPIRES_S = 24 * 3600
 RECONCILE_EVERY_S = 60.0
+TILES_SWEEP_EVERY_S = 300.0
+LAYERS_REFRESH_EVERY_S = 3600.0
+REWARDS_BINS_EVERY_S = 300.0
 
 
 def create_celery_app(
@@ -90,12 +104,28 @@ def reliable_config(default_queue: str = INGEST_QUEUE) -> dict[str, Any]:
         "task_soft_time_limit": TASK_SOFT_TIME_LIMIT_S,
         "timezone": "UTC",
         "enable_utc": True,
-        # Run by the one worker started with `--beat`: re-queues what the broker lost.
+        # Run by the one worker started with `--beat`: re-queues what the broker lost, and
+        # re-colours the freshness tiles whose captures aged.
         "beat_schedule": {
             "reconcile": {
                 "task": RECONCILE_TASK,
                 "schedule": RECONCILE_EVERY_S,
                 "options": {"queue": INGEST_QUEUE, "expires": RECONCILE_EVERY_S},
-            }
+            },
+            "layers-refresh": {
+                "task": LAYERS_REFRESH_TASK,
+                "schedule": LAYERS_REFRESH_EVERY_S,
+                "options": {"queue": TILES_QUEUE, "expires": LAYERS_REFRESH_EVERY_S},
+            },
+            "rewards-bins": {
+                "task": REWARDS_BINS_TASK,
+                "schedule": REWARDS_BINS_EVERY_S,
+                "options": {"queue": REWARDS_QUEUE, "expires": REWARDS_BINS_EVERY_S},
+            },
+            "tiles-sweep": {
+                "task": TILES_SWEEP_TASK,
+                "schedule": TILES_SWEEP_EVERY_S,
+                "options": {"queue": TILES_QUEUE, "expires": TILES_SWEEP_EVERY_S},
+            },
         },
     }

@@ -21,3 +21,20 @@ class NetworkFormatError(RoadFileError):
 
 class TrackError(MapError):
     """A track to match is missing, unreadable, empty or inconsistent."""
+
+
+class UnknownLayerError(MapError):
+    """A tile layer name that is not one of the layers the map publishes."""
+
+
+class TileOutOfRangeError(MapError):
+    """A tile whose zoom, column or row does not exist, or that its layer does not publish."""
+
+
+class CorruptTileError(MapError):
+    """A stored tile whose bytes no longer match the sha256 recorded when it was written."""
+
+
+# The names the shared tile contract uses.
+UnknownLayer = UnknownLayerError
+CorruptTile = CorruptTileError

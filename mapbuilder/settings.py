@@ -55,3 +55,24 @@ class MatchSettings(BaseSettings):
     def sequence_options(self) -> SequenceOptions:
         """The stitching part of these settings."""
         return SequenceOptions(**{f.name: getattr(self, f.name) for f in fields(SequenceOptions)})
+
+
+class TileSettings(BaseSettings):
+    """How imagery tiles are built, read from `ROADSWARM_TILES_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="ROADSWARM_TILES_", extra="ignore", frozen=True)
+
+    # A frame whose fix lies farther than this from its matched segment is not on the road
+    # network (the matcher's own search radius is wider): its view would land off the road.
+    max_offroad_m: float = Field(default=20.0, gt=0)
+    # Tiles per side of the block one task builds (and of the blocks lower zooms are built in).
+    block_tiles: int = Field(default=8, ge=1, le=64)
+    # A block's lease outlives any build of it (the task time limit): a dead builder's lease
+    # lapses then, and the block is built by the next task or `map tiles build`.
+    block_lease_s: float = Field(default=1800.0, gt=0)
+    # WebP at a fixed quality: 5 kB a tile at 90, 42 dB from the blended pixels (lossless is ten
+    # times larger). The encoder is deterministic for fixed settings, so rebuilds are identical.
+    webp_quality: int = Field(default=90, ge=0, le=100)
+    webp_lossless: bool = False
+    # Encoder effort (0-6): 2 is within 1 % of 4's size at half its time.
+    webp_method: int = Field(default=2, ge=0, le=6)

@@ -11,9 +11,9 @@ import os
 from datetime import datetime
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 
-from ingest.queues import MATCH_TASK
+from ingest.queues import LAYERS_UPDATE_TASK, MATCH_TASK, TILES_POSES_TASK, TILES_QUEUE
 from ingest.tasks import RETRY, worker_context
 from mapbuilder.catalog import load_network, network_version
 from mapbuilder.errors import NoRoadsError
@@ -46,6 +46,10 @@ def match_job(keys: list[list[str]]) -> dict[str, Any]:
         log.warning("no road network in the catalog: %d sequences stay unmatched", len(keys))
         return {"frames": 0, "on_segment": 0, "no_network": True}
     result = match_sequences(worker_context().catalog, matcher, [(d, s) for d, s in keys])
+    if result.frames:
+        # The tiles under these frames (imagery; coverage and freshness) are rebuilt on their own queue.
+        current_app.send_task(TILES_POSES_TASK, args=[keys], queue=TILES_QUEUE)
+        current_app.send_task(LAYERS_UPDATE_TASK, args=[keys], queue=TILES_QUEUE)
     return {"frames": result.frames, "on_segment": result.on_segment}
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.orm import Session
 
 from ingest.db import Catalog
 from rewards.arrays import EpochFrames, SegmentTable
+from rewards.binload import load_summary
+from rewards.binrows import frames_input_root
+from rewards.binsummary import layout_hash, refresh_bins, summary_layout
 from rewards.canonical import canonical_json
 from rewards.epochs import Epoch, received_before
 from rewards.errors import EpochError
@@ -22,6 +26,9 @@ from rewards.settings import RewardParams
 from rewards.sync import sync_ledger
 
 KIND = "epoch"
+# "auto": the summary where it serves (rebuilt if its layout changed); "current": only if it was
+# built for these parameters (verify must not rebuild it for every old epoch); "frames": never.
+Source = Literal["auto", "current", "frames"]
 
 
 @dataclass(frozen=True)
@@ -34,17 +41,60 @@ class Computed:
     segments: SegmentTable
 
 
-def compute(catalog: Catalog, ctx: EpochContext, excluded: list[str]) -> Computed:
-    """Score and allocate one epoch from the catalog."""
-    with catalog.session() as session:
-        segments = load_segments(session)
-        frames = load_frames(
-            session, ctx.epoch, ctx.received_before, segments, excluded=frozenset(excluded)
-        )
-        history = load_history(session, ctx.epoch, ctx.received_before, segments)
+def _from_frames(session: Session, ctx: EpochContext, excluded: list[str]) -> Computed:
+    """The reference path: every counted frame read and scored."""
+    segments = load_segments(session)
+    frames = load_frames(
+        session, ctx.epoch, ctx.received_before, segments, excluded=frozenset(excluded)
+    )
+    history = load_history(session, ctx.epoch, ctx.received_before, segments)
     scores = score_epoch(frames, history, segments, ctx.params, ctx.epoch)
-    body = epoch_body(ctx, frames, scores, excluded=excluded)
+    root, _ = frames_input_root(frames, segments, ctx.params)
+    body = epoch_body(ctx, scores, input_root=root, excluded=excluded)
     return Computed(body, scores, frames, segments)
+
+
+def _from_summary(session: Session, ctx: EpochContext) -> Computed:
+    """The per-bin summary's rows scored (callers refreshed it first)."""
+    segments = load_segments(session)
+    inputs = load_summary(session, ctx.epoch, segments, ctx.params)
+    scores = score_epoch(
+        inputs.frames,
+        inputs.history,
+        segments,
+        ctx.params,
+        ctx.epoch,
+        keys=inputs.keys,
+        frame_count=inputs.frame_count,
+    )
+    body = epoch_body(ctx, scores, input_root=inputs.input_root, excluded=[])
+    return Computed(body, scores, inputs.frames, segments)
+
+
+def summary_serves(ctx: EpochContext, excluded: list[str]) -> bool:
+    """Whether the summary holds exactly this epoch's inputs: it splits uploads by each epoch's
+    own cutoff, so a forced close (an earlier cutoff, frames left out by id) reads the frames."""
+    natural = ctx.received_before == ctx.epoch.closable_at(ctx.params.grace_period_h)
+    return natural and not excluded
+
+
+def compute(
+    catalog: Catalog, ctx: EpochContext, excluded: list[str], *, source: Source = "auto"
+) -> Computed:
+    """Score and allocate one epoch from the catalog: from the per-bin summary where it serves
+    (brought up to date first), else from every frame (see `Source`)."""
+    if source != "frames" and summary_serves(ctx, excluded):
+        if source == "current":
+            with catalog.session() as session:
+                current = summary_layout(session) == layout_hash(ctx.params)
+        if source == "auto" or current:
+            refresh_bins(catalog, ctx.params)
+            with catalog.session() as session:
+                return _from_summary(session, ctx)
+        with catalog.session() as session:
+            return _from_summary(session, ctx)
+    with catalog.session() as session:
+        return _from_frames(session, ctx, excluded)
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,15 @@ def copy_history(session: Session, epoch: Epoch, received_before: datetime) -> N
     values = {"cutoff": received_before, "start": epoch.start}
     query = _query(HISTORY_COLUMNS, "AND f.capture_time < {start}", values)
     return _records(_copy(session, query), HISTORY_COLUMNS)
+
+
+def copy_select(
+    session: Session,
+    select_sql: str,
+    values: dict[str, Any],
+    columns: tuple[tuple[str, str, str], ...],
+) -> NDArray[np.void]:
+    """Records of any SELECT over the segment and device codes (`seg`, `dev`) as `columns`
+    describe them; `{name}` placeholders in it take `values` as literals."""
+    literal = {key: sql.Literal(value) for key, value in values.items()}
+    return _records(_copy(session, sql.SQL(CODES + select_sql).format(**literal)), columns)

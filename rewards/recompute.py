@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ingest.catalog import Batch, Device, FrameState
 from ingest.db import Catalog
-from rewards.close import Computed, compute
+from rewards.close import Computed, Source, compute
 from rewards.epochs import Epoch
 from rewards.errors import RewardsError
 from rewards.fleet import KIND as FLEET_KIND
@@ -82,8 +82,11 @@ def _fleet_problem(record: StoredRecord) -> str | None:
     return None
 
 
-def recompute_epoch(catalog: Catalog, records: list[StoredRecord], index: int) -> Computed:
-    """Compute a closed epoch again, as it was closed (its parameters, cutoff and predecessors)."""
+def recompute_epoch(
+    catalog: Catalog, records: list[StoredRecord], index: int, *, source: Source = "current"
+) -> Computed:
+    """Compute a closed epoch again, as it was closed (its parameters, cutoff and predecessors):
+    from the per-bin summary where it was built for them, else (or with "frames") every frame."""
     body = records[index].body()
     statement, details = body["statement"], body["details"]
     ctx = context_for(
@@ -94,11 +97,16 @@ def recompute_epoch(catalog: Catalog, records: list[StoredRecord], index: int) -
         code_version=statement["code_version"],
         operator_key=statement["operator_key"],
     )
-    return compute(catalog, ctx, list(details["excluded_pending"]))
+    return compute(catalog, ctx, list(details["excluded_pending"]), source=source)
 
 
 def _epoch_problem(
-    catalog: Catalog, records: list[StoredRecord], index: int, code_version: str, notes: list[str]
+    catalog: Catalog,
+    records: list[StoredRecord],
+    index: int,
+    code_version: str,
+    notes: list[str],
+    source: Source,
 ) -> str | None:
     body = records[index].body()
     statement = body["statement"]
@@ -108,12 +116,18 @@ def _epoch_problem(
         notes.append(
             f"epoch {statement['epoch']} was computed by {statement['code_version']}, recomputed by {code_version}"
         )
-    found = first_difference(body, recompute_epoch(catalog, records, index).body)
+    found = first_difference(body, recompute_epoch(catalog, records, index, source=source).body)
     return None if found is None else f"recomputed from the catalog, {found}"
 
 
 def recompute_problem(
-    catalog: Catalog, records: list[StoredRecord], index: int, code_version: str, notes: list[str]
+    catalog: Catalog,
+    records: list[StoredRecord],
+    index: int,
+    code_version: str,
+    notes: list[str],
+    *,
+    source: Source = "current",
 ) -> str | None:
     """What no longer agrees between record `index` and the catalog; None if it all does."""
     record = records[index]
@@ -125,7 +139,7 @@ def recompute_problem(
         if record.kind == FLEET_KIND:
             return _fleet_problem(record)
         if record.kind == "epoch":
-            return _epoch_problem(catalog, records, index, code_version, notes)
+            return _epoch_problem(catalog, records, index, code_version, notes, source)
     except (RewardsError, KeyError, ValueError, TypeError) as exc:
         return f"it cannot be recomputed ({type(exc).__name__}: {exc})"
     return f"unknown record kind {record.kind!r}"

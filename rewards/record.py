@@ -16,18 +16,17 @@ from typing import Any
 import numpy as np
 
 from rewards.allocation import Cell, allocate, caps_in_units, largest_remainder, split_payees
-from rewards.arrays import EpochFrames
 from rewards.canonical import canonical_json
 from rewards.epochs import Epoch
 from rewards.errors import EpochError
 from rewards.fleet import NO_FLEET, FleetSplit, splits_in_effect
 from rewards.ledger import GENESIS, StoredRecord
-from rewards.merkle import frame_set_root, merkle_root
+from rewards.merkle import merkle_root
 from rewards.scoring import REASONS, Scores
 from rewards.settings import RewardParams
 
-RESULT_FORMAT = 1
-INPUT_TAG = b"roadswarm-epoch-frames-v1"
+# Format 2: the input root is over per-bin rows (`rewards.binrows`), not over every frame id.
+RESULT_FORMAT = 2
 ALLOCATION_TAG = b"roadswarm-allocations-v1"
 MILLI = 1000
 
@@ -184,7 +183,8 @@ def _device_entries(
 
 def _statement(
     ctx: EpochContext,
-    frames: EpochFrames,
+    frames: int,
+    input_root: str,
     details: dict[str, Any],
     pool: tuple[int, int],
     carried_out: int,
@@ -203,8 +203,8 @@ def _statement(
         "ledger_head": ctx.ledger_head,
         "operator_key": ctx.operator_key,
         "previous_epoch": ctx.previous["statement"]["epoch"] if ctx.previous else None,
-        "frames": len(frames),
-        "input_root": frame_set_root(INPUT_TAG, frames.frame_ids).hex(),
+        "frames": frames,
+        "input_root": input_root,
         "allocation_root": merkle_root(ALLOCATION_TAG, leaves).hex(),
         "leaves": len(leaves),
         "pool": {
@@ -219,10 +219,11 @@ def _statement(
 
 
 def epoch_body(
-    ctx: EpochContext, frames: EpochFrames, scores: Scores, *, excluded: list[str]
+    ctx: EpochContext, scores: Scores, *, input_root: str, excluded: list[str]
 ) -> dict[str, Any]:
-    """The ledger body of an epoch's result (unsigned); `excluded` lists the frames left out
-    because they were still in the pipeline at a forced close (so a recomputation leaves them out)."""
+    """The ledger body of an epoch's result (unsigned); `input_root` commits to the frames counted
+    (`rewards.binrows.input_root`); `excluded` lists the frames left out because they were still
+    in the pipeline at a forced close (so a recomputation leaves them out)."""
     carried_in = int(ctx.previous["statement"]["pool"]["carried_out"]) if ctx.previous else 0
     pool = (ctx.params.pool_base_units, carried_in)
     devices, carried_out = _device_entries(ctx, scores, milli_points(scores), pool)
@@ -238,4 +239,5 @@ def epoch_body(
         },
         "excluded_pending": excluded,
     }
-    return {"statement": _statement(ctx, frames, details, pool, carried_out), "details": details}
+    statement = _statement(ctx, scores.frames, input_root, details, pool, carried_out)
+    return {"statement": statement, "details": details}

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from rewards.arrays import BoolArray, EpochFrames, FloatArray, History, IntArray, SegmentTable
+from rewards.binrows import pass_keys_since
 from rewards.bins import BinLayout, bin_layout, freshness
 from rewards.epochs import Epoch
 from rewards.settings import RewardParams
 
 REASONS = ("coverage", "first_capture", "bounty")
-QUALITY_BUCKETS = 1 << 20
-TIME_BITS = 32  # milliseconds since the epoch's start: a week is under 2**30
 
 
 @dataclass(frozen=True)
@@ -79,12 +78,8 @@ def _starts(sorted_keys: IntArray) -> IntArray:
 
 def pass_keys(frames: EpochFrames, params: RewardParams, epoch: Epoch) -> IntArray:
     """Lower is better: the expected position error bucket, then the time into the epoch."""
-    hdop = np.where(np.isnan(frames.hdop), params.missing_hdop, frames.hdop)
-    error_m = frames.distance_m + params.hdop_error_m * hdop
-    bucket = np.clip(np.floor(error_m / params.quality_step_m), 0, QUALITY_BUCKETS - 1)
     start_ms = int(epoch.start.timestamp()) * 1000
-    since = np.clip(frames.time_ms - start_ms, 0, (1 << TIME_BITS) - 1)
-    return np.asarray((bucket.astype(np.int64) << TIME_BITS) | since, np.int64)
+    return pass_keys_since(frames.distance_m, frames.hdop, frames.time_ms, start_ms, params)
 
 
 def _best_passes(frames: EpochFrames, layout: BinLayout, keys: IntArray) -> dict[str, IntArray]:
@@ -180,10 +175,17 @@ def score_epoch(
     segments: SegmentTable,
     params: RewardParams,
     epoch: Epoch,
+    *,
+    keys: IntArray | None = None,
+    frame_count: int | None = None,
 ) -> Scores:
-    """Points per device, region and reason for the epoch's frames."""
+    """Points per device, region and reason for the epoch's frames.
+
+    The summary path passes one row per (bin, device) as a frame, with the row's best pass key
+    in `keys` and its number of frames summed in `frame_count`."""
     layout = bin_layout(segments, params, epoch)
-    best = _best_passes(frames, layout, pass_keys(frames, params, epoch))
+    chosen = pass_keys(frames, params, epoch) if keys is None else keys
+    best = _best_passes(frames, layout, chosen)
     rank = _ranks(best)
     bins, row = _captured_bins(best, layout, history, params)
     table = np.array([*params.rank_weights, 0.0], np.float64)
@@ -207,7 +209,7 @@ def score_epoch(
         points=_per_device_region(passes, layout, len(frames.devices), len(regions)),
         passes=passes,
         bins=bins,
-        frames=len(frames),
+        frames=len(frames) if frame_count is None else frame_count,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from ingest.db import Catalog
 from rewards.canonical import canonical_json
+from rewards.close import Source
 from rewards.ledger import GENESIS, StoredRecord, read_ledger, record_hash
 from rewards.operator import epoch_signature_valid
 from rewards.recompute import recompute_problem
@@ -113,8 +114,11 @@ def check_chain(records: list[StoredRecord], trusted_key: str | None = None) -> 
     return None
 
 
-def verify_ledger(catalog: Catalog, *, trusted_key: str | None, code_version: str) -> VerifyReport:
-    """Check the chain and signatures, then recompute every record from the catalog."""
+def verify_ledger(
+    catalog: Catalog, *, trusted_key: str | None, code_version: str, source: Source = "current"
+) -> VerifyReport:
+    """Check the chain and signatures, then recompute every record from the catalog (epochs from
+    the per-bin summary where it serves, or from every frame with `source` "frames")."""
     with catalog.session() as session:
         records = read_ledger(session)
     counts: dict[str, int] = {}
@@ -128,7 +132,7 @@ def verify_ledger(catalog: Catalog, *, trusted_key: str | None, code_version: st
     divergence = check_chain(records, trusted_key)
     if divergence is None:
         for index, record in enumerate(records):
-            problem = recompute_problem(catalog, records, index, code_version, notes)
+            problem = recompute_problem(catalog, records, index, code_version, notes, source=source)
             if problem is not None:
                 divergence = Divergence(record.seq, record.kind, record.key, problem)
                 break

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Self
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from roadswarm.errors import ServiceError
 
@@ -27,7 +27,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ApiServer:
     """Serve `app` on `host:port` (a free port by default) while the context is open."""
 
-    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(app, host=host, port=self.port, log_level="warning")

@@ -12,44 +12,38 @@ from mapbuilder.errors import MapError
 from models.errors import ModelError
 from rewards.errors import RewardsError
 from roadswarm import __version__
-from roadswarm.demo import demo_command
-from roadswarm.edge_cli import edge_group
-from roadswarm.edge_run_cli import run_command
 from roadswarm.errors import RoadswarmError
-from roadswarm.ingest_cli import ingest_group
+from roadswarm.lazy_group import LazyGroup
 from roadswarm.logs import configure_logging
-from roadswarm.map_cli import map_group
-from roadswarm.models_cli import models_group
-from roadswarm.ops_cli import ops_group
-from roadswarm.rewards_cli import ledger_group, rewards_group
 from roadswarm.settings import RoadswarmSettings
-from roadswarm.sim.cli import sim_group
-from roadswarm.worker_cli import worker_command
+
+# Imported when used: a device has only the edge's libraries (see roadswarm/lazy_group.py).
+COMMANDS = {
+    "edge": "roadswarm.edge_cli:edge_group",
+    "models": "roadswarm.models_cli:models_group",
+    "ingest": "roadswarm.ingest_cli:ingest_group",
+    "ops": "roadswarm.ops_cli:ops_group",
+    "map": "roadswarm.map_cli:map_group",
+    "rewards": "roadswarm.rewards_cli:rewards_group",
+    "ledger": "roadswarm.rewards_cli:ledger_group",
+    "sim": "roadswarm.sim.cli:sim_group",
+    "demo": "roadswarm.demo:demo_command",
+    "worker": "roadswarm.worker_cli:worker_command",
+    "serve": "roadswarm.serve_cli:serve_command",
+    "api": "roadswarm.serve_cli:api_group",
+}
 
 # Fatal errors of the packages below the composition layer: they carry a message for the user but
 # no exit code of their own, since those packages must not import this layer.
 PACKAGE_ERRORS = (EdgeError, IngestError, MapError, ModelError, RewardsError)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="roadswarm")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default) or ERROR.")
 def cli(log_level: str | None) -> None:
     """roadswarm: privacy-safe dashcam imagery to fresh map tiles and rewards."""
     configure_logging(log_level or RoadswarmSettings().log_level)
-
-
-edge_group.add_command(run_command)
-cli.add_command(edge_group)
-cli.add_command(ingest_group)
-cli.add_command(ops_group)
-cli.add_command(models_group)
-cli.add_command(map_group)
-cli.add_command(rewards_group)
-cli.add_command(ledger_group)
-cli.add_command(sim_group)
-cli.add_command(demo_command)
-cli.add_command(worker_command)
 
 
 def main(argv: list[str] | None = None) -> None:

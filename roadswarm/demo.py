@@ -28,6 +28,9 @@ from ingest.queues import SIM_QUEUE, create_celery_app
 from ingest.storage import LocalObjectStore, ObjectStore
 from roadswarm.demo_edge import copy_keyframes, process_drives
 from roadswarm.demo_ingest import ingest_drives, reward_drives
+from roadswarm.demo_layers import build_demo_layers
+from roadswarm.demo_map import serve_demo_map
+from roadswarm.demo_tiles import build_demo_imagery
 from roadswarm.errors import ServiceError
 from roadswarm.output import emit, json_option
 from roadswarm.settings import RoadswarmSettings
@@ -36,12 +39,12 @@ from roadswarm.sim.drive import DriveOptions
 from roadswarm.sim.errors import WorldFormatError
 from roadswarm.sim.world import World, build_world, default_osm_path
 from roadswarm.stack import EmbeddedRedis, WorkerProcess
-from roadswarm.viewer import ViewerServer, index_html, map_svg
+from roadswarm.viewer import index_html, map_svg
 
 log = logging.getLogger(__name__)
 WORLD_SEED = 7
 DRIVE_TIMEOUT_S = 900
-PENDING_STAGES = ("tiles",)
+PENDING_STAGES: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -222,22 +225,6 @@ def _track(world: World, store: ObjectStore, drive: dict[str, Any]) -> dict[str,
     }
 
 
-def serve_viewer(site_dir: Path, store: ObjectStore, port: int) -> None:
-    """Serve the viewer on loopback until Ctrl-C."""
-    try:
-        server = ViewerServer(("127.0.0.1", port), site_dir, store)
-    except OSError as exc:
-        msg = f"cannot serve the viewer on 127.0.0.1:{port} ({exc.strerror}): pass --port or --no-serve"
-        raise ServiceError(msg) from exc
-    click.echo(f"viewer on http://127.0.0.1:{server.server_address[1]} (Ctrl-C to stop)", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("stopped", err=True)
-    finally:
-        server.server_close()
-
-
 def run_demo(options: DemoOptions) -> dict[str, Any]:
     """Build the world, simulate the drives on Celery, store them, and write the viewer's page."""
     started = time.monotonic()
@@ -250,6 +237,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         ingested = ingest_drives(options.workdir, store_root, url, drives)
     rewards = reward_drives(options.workdir)
     summary = summarise(world, drives, ingested, rewards, time.monotonic() - started)
+    summary["layers"] = build_demo_layers(options.workdir, store_root)
+    summary["imagery"] = build_demo_imagery(options.workdir, store_root)
+    summary["totals"]["tiles_built"] = summary["imagery"]["tiles"]
     write_site(options.workdir / "site", world, LocalObjectStore(store_root), summary)
     return summary
 
@@ -264,6 +254,21 @@ def _rewards_text(rewards: dict[str, Any]) -> str:
         f"rewards: epoch {rewards['epoch']} closed over {rewards['frames']} frames, "
         f"{rewards['devices_paid']} drivers paid ({paid or 'none'}); proofs "
         + ("verified" if proofs else "FAILED")
+    )
+
+
+def _layers_text(layers: dict[str, Any] | None) -> str:
+    if not layers:
+        return "coverage/freshness layers: not built"
+    tiles = ", ".join(f"{name} {count}" for name, count in layers["tiles"].items())
+    return f"coverage/freshness tiles: {tiles} in {layers['seconds']} s; PMTiles in the site folder"
+
+
+def _imagery_text(imagery: dict[str, Any]) -> str:
+    skipped = ", ".join(f"{n} {why}" for why, n in imagery["frames_skipped"].items())
+    return (
+        f"imagery tiles: {imagery['tiles']} (z14-z21) from {imagery['frames_posed']} posed frames"
+        f"{f' ({skipped} skipped)' if skipped else ''} in {imagery['seconds']} s"
     )
 
 
@@ -284,7 +289,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
         f"{totals['frames_quarantined']} quarantined {summary['catalog']['quarantined_by_reason'] or ''}",
         f"map matching: {totals['frames_matched']} frames on {totals['segments_matched']} road segments",
         _rewards_text(totals["rewards"]),
-        "tiles built: - (stage not built yet)",
+        _layers_text(summary.get("layers")),
+        _imagery_text(summary["imagery"]),
         f"done in {summary['elapsed_s']} s",
     ]
     return "\n".join(lines)
@@ -340,4 +346,4 @@ def demo_command(
     summary = run_demo(options)
     emit(summary, as_json=as_json, text=_summary_text(summary))
     if serve:
-        serve_viewer(options.workdir / "site", LocalObjectStore(options.workdir / "objects"), port)
+        serve_demo_map(options.workdir, port)

@@ -16,7 +16,6 @@ from edge.client import IngestClient
 from edge.identity import Identity, create_identity, load_identity
 from edge.spool import Spool
 from edge.upload import upload_spool
-from ingest.api.app import create_app
 from ingest.api.services import ApiServices
 from ingest.catalog import Frame, FrameState, utcnow
 from ingest.db import Catalog
@@ -31,6 +30,7 @@ from rewards.demo import close_demo_epoch
 from roadswarm import __version__
 from roadswarm.api_server import ApiServer, free_port
 from roadswarm.errors import ServiceError
+from roadswarm.ingest_app import full_app
 from roadswarm.sim.world import default_osm_path
 from roadswarm.stack import ingest_worker
 
@@ -72,7 +72,7 @@ def ingest_stack(workdir: Path, store_root: Path, broker_url: str) -> Iterator[t
         name="demo-ingest",
     )
     port = int(url.rsplit(":", 1)[1])
-    with worker, ApiServer(create_app(services), port=port):
+    with worker, ApiServer(full_app(services), port=port):
         try:
             yield url, catalog
         finally:

@@ -32,6 +32,7 @@ from ingest.protocol import CameraCalibration
 from models.settings import ModelSettings
 from roadswarm.errors import RoadswarmError, ServiceError, UserInputError
 from roadswarm.files import ensure_writable_folder, write_atomically
+from roadswarm.lazy_group import LazyGroup
 from roadswarm.output import emit, json_option
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -96,7 +97,7 @@ def detection_rows(name: str, result: Anonymized) -> list[dict[str, Any]]:
     return rows
 
 
-@click.group("edge")
+@click.group("edge", cls=LazyGroup, lazy={"run": "roadswarm.edge_run_cli:run_command"})
 def edge_group() -> None:
     """The device app: capture, anonymize, spool and upload keyframes."""
 

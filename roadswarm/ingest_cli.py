@@ -32,9 +32,9 @@ def serve_command(host: str, port: int, public_url: str | None) -> None:
     """Serve the ingest API until stopped (run several behind a proxy to scale)."""
     import uvicorn
 
-    from ingest.api.app import app_from_settings
+    from roadswarm.ingest_app import full_app_from_settings
 
-    app = app_from_settings(public_url or f"http://{host}:{port}")
+    app = full_app_from_settings(public_url or f"http://{host}:{port}")
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
 
 

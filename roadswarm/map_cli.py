@@ -24,6 +24,7 @@ from mapbuilder.settings import MatchSettings
 from mapbuilder.tracks import check_time_order, read_track
 from roadswarm.errors import UserInputError
 from roadswarm.files import write_atomically
+from roadswarm.lazy_group import LazyGroup
 from roadswarm.output import emit, json_option
 from roadswarm.sim.cli import parse_bbox
 
@@ -56,7 +57,15 @@ def network_summary(network: RoadNetwork) -> dict[str, Any]:
     }
 
 
-@click.group("map")
+@click.group(
+    "map",
+    cls=LazyGroup,
+    lazy={
+        "tiles": "roadswarm.map_tiles_cli:tiles_group",
+        "layers": "roadswarm.map_layers_cli:layers_group",
+        "export": "roadswarm.map_layers_cli:export_command",
+    },
+)
 def map_group() -> None:
     """The road network and map matching of tracks to its segments."""
 

@@ -13,6 +13,7 @@ from ingest.catalog import utcnow
 from ingest.db import Catalog
 from ingest.services import open_catalog
 from ingest.settings import IngestSettings
+from rewards.binsummary import refresh_bins
 from rewards.charts import write_charts
 from rewards.close import close_epoch, epoch_summary
 from rewards.epochs import Epoch
@@ -104,6 +105,23 @@ def _proof_text(proof: dict[str, Any]) -> str:
         f" {'verified' if proof['verified'] else 'NOT verified'} against root {proof['statement']['allocation_root'][:16]}...",
     ]
     return "\n".join(lines)
+
+
+@rewards_group.group("bins")
+def bins_group() -> None:
+    """The per-bin capture summary epochs are closed from."""
+
+
+@bins_group.command("refresh")
+@json_option
+def bins_refresh_command(as_json: bool) -> None:
+    """Recompute the bins of frames matched, moved or quarantined since the last refresh (closing
+    an epoch does it too; run it often, e.g. from cron, so a close has little left to do)."""
+    report = refresh_bins(_catalog(), RewardsSettings().params())
+    text = f"{report.pairs} device-segment pairs recomputed into {report.rows} rows" + (
+        " (summary rebuilt for new parameters)" if report.rebuilt else ""
+    )
+    emit(asdict(report), as_json=as_json, text=text)
 
 
 @rewards_group.command("proof")
@@ -225,11 +243,19 @@ def sync_command(as_json: bool) -> None:
     default="",
     help="Hex public key epochs must be signed by (default: the operator key's).",
 )
+@click.option(
+    "--from-frames",
+    is_flag=True,
+    help="Recompute epochs from every frame (the reference) instead of the per-bin summary.",
+)
 @json_option
-def verify_command(operator_key: str, as_json: bool) -> None:
+def verify_command(operator_key: str, from_frames: bool, as_json: bool) -> None:
     """Check the chain and every signature, and recompute every record from the catalog."""
     report = verify_ledger(
-        _catalog(), trusted_key=_trusted_key(operator_key), code_version=__version__
+        _catalog(),
+        trusted_key=_trusted_key(operator_key),
+        code_version=__version__,
+        source="frames" if from_frames else "current",
     )
     divergence = report.first_divergence
     text = (

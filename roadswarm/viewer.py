@@ -1,8 +1,6 @@
-"""The demo's viewer: one self-contained page (no internet) and a loopback HTTP server for it.
-
-It shows what the pipeline has produced so far: the road network with every driver's true track and
-GNSS fixes, a frame of each drive, and links to every stored object. Later stages (tiles, rewards)
-replace it with the full map viewer.
+"""The demo's summary page (`site/index.html`, self-contained, no internet): the road network with
+every driver's true track and GNSS fixes, a frame of each drive, and the figures of the run. The
+map itself is served by the consumer API's MapLibre viewer (roadswarm/demo_map.py).
 """
 
 from __future__ import annotations
@@ -11,14 +9,7 @@ import html
 import json
 import logging
 from collections.abc import Iterable
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
-
-from ingest.errors import IngestError
-from ingest.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 TRACK_COLOURS = ("#e4572e", "#17bebb", "#ffc914", "#76b041", "#a05195", "#2e86ab")
@@ -73,7 +64,7 @@ def index_html(summary: dict[str, Any], svg: str) -> str:
         f'<figure><img src="{html.escape(d["thumbnail"])}" width="480" alt="frame of {html.escape(d["device"])}">'
         f"<figcaption>{html.escape(d['device'])}: "
         + " ".join(
-            f'<a href="/objects/{html.escape(key)}">{html.escape(name)}</a>'
+            f'<code title="{html.escape(key)}">{html.escape(name)}</code>'
             for name, key in d["objects"].items()
         )
         + "</figcaption></figure>"
@@ -91,6 +82,7 @@ def index_html(summary: dict[str, Any], svg: str) -> str:
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:1em}}</style>
 </head><body>
 <h1>roadswarm demo</h1>
+<p><a href="/">The map</a> (imagery, coverage and freshness tiles, frames).</p>
 <p>{totals["drives"]} drives, {totals["frames"]} frames, {totals["km_driven"]:.2f} km driven,
 {totals["segments_covered"]} road segments covered. Stages still to come: {html.escape(pending)}.</p>
 <table><tr><th>device</th><th>frames</th><th>km</th><th>segments</th><th>plate boxes</th><th>face boxes</th><th>keyframes</th></tr>{rows}</table>
@@ -98,52 +90,3 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:i
 <h2>Drives</h2>{cards}
 <script type="application/json" id="summary">{html.escape(json.dumps(summary))}</script>
 </body></html>"""
-
-
-class ViewerServer(ThreadingHTTPServer):
-    """Serves the page from `site_dir` and objects from the store under `/objects/<key>`."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], site_dir: Path, store: ObjectStore) -> None:
-        self.site_dir = site_dir
-        self.store = store
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: ViewerServer
-
-    def do_GET(self) -> None:
-        path = unquote(urlparse(self.path).path)
-        if path.startswith("/objects/"):
-            self._send_object(path.removeprefix("/objects/"))
-            return
-        name = "index.html" if path == "/" else path.lstrip("/")
-        files = {p.name: p for p in self.server.site_dir.iterdir() if p.is_file()}
-        if name not in files:  # only files the demo wrote, never a path built from the request
-            self.send_error(HTTPStatus.NOT_FOUND, "no such page")
-            return
-        kind = "text/html; charset=utf-8" if name.endswith(".html") else "image/jpeg"
-        self._send(files[name].read_bytes(), kind)
-
-    def _send_object(self, key: str) -> None:
-        try:
-            meta = self.server.store.head(key)
-            body = self.server.store.get_bytes(key) if meta else None
-        except IngestError:
-            meta, body = None, None
-        if meta is None or body is None:
-            self.send_error(HTTPStatus.NOT_FOUND, "no such object")
-            return
-        self._send(body, meta.content_type)
-
-    def _send(self, body: bytes, content_type: str) -> None:
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("viewer: " + format, *args)

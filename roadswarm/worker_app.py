@@ -11,7 +11,14 @@ from __future__ import annotations
 from ingest.queues import create_celery_app
 from ingest.settings import QueueSettings
 
-TASK_MODULES: tuple[str, ...] = ("roadswarm.sim.tasks", "ingest.tasks", "mapbuilder.tasks")
+TASK_MODULES: tuple[str, ...] = (
+    "roadswarm.sim.tasks",
+    "ingest.tasks",
+    "mapbuilder.tasks",
+    "mapbuilder.tile_tasks",
+    "roadswarm.layer_tasks",
+    "rewards.tasks",
+)
 """Modules whose tasks a worker registers; a non-empty `ROADSWARM_TASK_MODULES` replaces them."""
 
 _settings = QueueSettings()

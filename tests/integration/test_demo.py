@@ -59,7 +59,13 @@ def check_summary(summary: dict[str, Any], workdir: Path) -> None:
     assert totals["drives"] == 2
     assert totals["frames"] == 2 * FRAMES_PER_DRIVE
     assert totals["segments_covered"] >= 1
-    assert totals["tiles_built"] is None  # stage not built yet
+    imagery = summary["imagery"]
+    assert imagery["frames_posed"] >= 0.9 * totals["frames_matched"]
+    assert totals["tiles_built"] == imagery["tiles"] > 0
+    assert imagery["tiles_by_zoom"]["14"] >= 1 and imagery["pmtiles"]
+    layers = summary["layers"]
+    assert layers["tiles"]["coverage"] > 0 and layers["tiles"]["freshness"] > 0
+    assert set(layers["pmtiles"]) == {"coverage", "freshness"}
     rewards = totals["rewards"]
     # The epoch pays out its whole pool to the drivers whose frames were accepted and matched.
     assert rewards["frames"] == totals["frames_matched"]
@@ -118,22 +124,30 @@ def fetch(url: str) -> tuple[int, bytes]:
         return error.code, b""
 
 
-def test_demo_serves_the_viewer_until_interrupted(tmp_path: Path) -> None:
-    """The viewer answers on loopback with the page and the stored objects, and Ctrl-C stops it."""
+def test_demo_serves_the_map_until_interrupted(tmp_path: Path) -> None:
+    """The consumer API and its MapLibre viewer answer on loopback over the demo's catalog and
+    store: the page, the layers' TileJSON, a stored tile, the frames with the viewer's key, the
+    run's summary page; paths outside them are refused; Ctrl-C stops it."""
     command = demo_command(tmp_path, "--port", "0")
     with subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
         try:
-            url = wait_for_viewer(process)
-            status, page = fetch(url + "/")
+            url, key = wait_for_viewer(process)
+            status, page = fetch(f"{url}/?key={key}")
+            assert status == 200 and b"maplibre" in page.lower()
+            status, body = fetch(f"{url}/tiles/imagery/tilejson.json")
+            assert status == 200 and json.loads(body)["tilejson"] == "3.0.0"
+            bbox = ",".join(str(v) for v in json.loads(body)["bounds"])
+            z, x, y = next(iter(stored_tiles(tmp_path / "objects", "imagery")))
+            status, tile = fetch(f"{url}/tiles/imagery/{z}/{x}/{y}.webp")
+            assert status == 200 and tile[:4] == b"RIFF"
+            status, body = fetch(f"{url}/v1/frames.geojson?key={key}&bbox={bbox}")
+            assert status == 200 and json.loads(body)["features"]
+            status, page = fetch(f"{url}/demo/")
             assert status == 200 and b"roadswarm demo" in page
-            key = re.search(r'href="/objects/([^"]+truth\.json)"', page.decode())
-            assert key, "the page links no stored truth file"
-            status, body = fetch(f"{url}/objects/{key.group(1)}")
-            assert status == 200 and json.loads(body)["format"] == "roadswarm-drive-truth"
-            assert fetch(f"{url}/objects/..%2F..%2Fworld%2Fworld.json")[0] == 404
-            assert fetch(f"{url}/..%2Fworld%2Fworld.json")[0] == 404
+            assert fetch(f"{url}/demo/..%2Fworld%2Fworld.json")[0] == 404
+            assert fetch(f"{url}/tiles/imagery/..%2F..%2Fworld/1/1.webp")[0] in {400, 404, 422}
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=30) == 0
         finally:
@@ -141,15 +155,21 @@ def test_demo_serves_the_viewer_until_interrupted(tmp_path: Path) -> None:
                 process.kill()
 
 
-def wait_for_viewer(process: subprocess.Popen[str], timeout_s: float = 300) -> str:
-    """Read stderr until the demo says where the viewer is."""
+def stored_tiles(objects: Path, layer: str) -> list[tuple[str, str, str]]:
+    """(z, x, y) of the layer's tiles in the demo's local store."""
+    found = sorted((objects / "tiles" / layer).glob("*/*/*.webp"))
+    return [(p.parent.parent.name, p.parent.name, p.stem) for p in found]
+
+
+def wait_for_viewer(process: subprocess.Popen[str], timeout_s: float = 600) -> tuple[str, str]:
+    """Read stderr until the demo says where the viewer is: its URL and the viewer's key."""
     assert process.stderr is not None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         line = process.stderr.readline()
         if not line and process.poll() is not None:
             pytest.fail(f"the demo exited with {process.returncode} before serving")
-        match = re.search(r"viewer on (http://127\.0\.0\.1:\d+)", line)
+        match = re.search(r"viewer on (http://127\.0\.0\.1:\d+)/\?key=(\S+)", line)
         if match:
-            return match.group(1)
+            return match.group(1), match.group(2)
     pytest.fail("the demo did not start its viewer in time")

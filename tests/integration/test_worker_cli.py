@@ -26,7 +26,7 @@ def test_queue_names_are_checked() -> None:
     """Known queues pass in order; an unknown or empty list is a user error naming the choices."""
     assert parse_queues("sim, ingest") == ["sim", "ingest"]
     with pytest.raises(UserInputError, match="choose from ingest"):
-        parse_queues("sim,tiles")
+        parse_queues("sim,stitch")
     with pytest.raises(UserInputError, match="none given"):
         parse_queues(" , ")
 

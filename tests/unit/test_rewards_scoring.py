@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from bench._rewards_data import synthetic_epoch
 from rewards.arrays import EpochFrames, History, SegmentTable
+from rewards.binrows import frames_input_root
 from rewards.bins import bin_layout
 from rewards.canonical import canonical_json
 from rewards.epochs import Epoch
@@ -65,7 +66,8 @@ def body_for(
     """The epoch body of these arrays, with an empty ledger before it."""
     ctx = EpochContext(EPOCH, params, EPOCH.end, "test", GENESIS, "00" * 32, None, {})
     scores = score_epoch(frames, history, segments, params, EPOCH)
-    return epoch_body(ctx, frames, scores, excluded=[])
+    root, _ = frames_input_root(frames, segments, params)
+    return epoch_body(ctx, scores, input_root=root, excluded=[])
 
 
 def gross(body: dict[str, object]) -> dict[str, int]:

@@ -1,0 +1,146 @@
+"""Realistic GNSS poses for a simulated drive, the lane lines a map matcher implies, and pose
+errors against the truth: the pose-refinement side of bench_tiles.
+
+Realistic error (issue 7): the simulator's receiver model re-run over the drive's true
+trajectory with 3 m of correlated error (Gauss-Markov, 30 s) plus its white jitter, and a 2°
+correlated heading error added to the receiver's course; one seed per run. Lane lines are the
+driven segments' centrelines (the route in truth.json, standing in for a correct map match)
+shifted to the right-hand lane's centre as the simulator places it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.gnss.fix import Fix
+from edge.track import Track
+from mapbuilder.tiles.bev import FramePose
+from mapbuilder.tiles.refine import LaneLine
+from roadswarm.sim.drive import GROUND_ALTITUDE_M
+from roadswarm.sim.gnss import GnssOptions, simulate_fixes
+from roadswarm.sim.world import World
+
+FloatArray = NDArray[np.float64]
+POSITION_SIGMA_M = 3.0
+HEADING_SIGMA_DEG = 2.0
+CORRELATION_S = 30.0
+
+
+def realistic_poses(
+    world: World, drive_dir: Path, frames: list[dict[str, Any]], seed: int
+) -> tuple[list[FramePose], list[float | None], list[float | None]]:
+    """Per keyframe, the pose a receiver with realistic error gives, its HDOP, and the distance
+    driven since the first keyframe (the receiver's Doppler speed integrated over its fixes)."""
+    truth = json.loads((drive_dir / "truth.json").read_text())
+    samples = truth["frames"]
+    t = np.array([f["t_s"] for f in samples])
+    x, y = np.array([f["x_m"] for f in samples]), np.array([f["y_m"] for f in samples])
+    start = datetime.fromisoformat(truth["video_start_time"])
+    fixes = simulate_fixes(
+        t,
+        x,
+        y,
+        np.full_like(t, GROUND_ALTITUDE_M),
+        np.array([f["speed_mps"] for f in samples]),
+        np.array([f["heading_deg"] for f in samples]),
+        frame=world.frame,
+        start_time=start,
+        options=GnssOptions(noise_m=POSITION_SIGMA_M, correlation_s=CORRELATION_S),
+        rng=np.random.default_rng(seed),
+    )
+    track = Track(
+        [
+            Fix(f.time, f.lon, f.lat, f.altitude_m, f.speed_mps, f.course_deg, f.hdop, fix_mode=3)
+            for f in fixes
+        ]
+    )
+    times = np.array([start.timestamp() + f["t_s"] for f in frames])
+    heading_error = _gauss_markov(times, HEADING_SIGMA_DEG, np.random.default_rng(seed + 7919))
+    poses = track.poses(times)
+    return (
+        [
+            FramePose(p.lon, p.lat, (p.heading_deg + e) % 360.0, p.t_s)
+            for p, e in zip(poses, heading_error, strict=True)
+        ],
+        [p.hdop for p in poses],
+        list(_travelled(track, times).tolist()),
+    )
+
+
+def _travelled(track: Track, times: FloatArray) -> FloatArray:
+    """Distance driven from the first of `times` to each, by the trapezoid rule over the fixes'
+    Doppler speeds (and the interpolated speed at each end)."""
+    fine = np.union1d(track.t_s[(track.t_s > times[0]) & (track.t_s < times[-1])], times)
+    speed = np.interp(fine, track.t_s, track.speed)
+    cumulative = np.concatenate([[0.0], np.cumsum(np.diff(fine) * (speed[1:] + speed[:-1]) / 2)])
+    return np.asarray(np.interp(times, fine, cumulative), np.float64)
+
+
+def _gauss_markov(times: FloatArray, sigma: float, rng: np.random.Generator) -> FloatArray:
+    """A stationary first-order Gauss-Markov series at irregular times."""
+    out = np.empty(times.size)
+    state = rng.normal(0.0, sigma)
+    for k in range(times.size):
+        if k:
+            phi = math.exp(-(times[k] - times[k - 1]) / CORRELATION_S)
+            state = phi * state + rng.normal(0.0, sigma * math.sqrt(1 - phi * phi))
+        out[k] = state
+    return out
+
+
+def lane_lines(world: World, drive_dir: Path) -> list[LaneLine]:
+    """The driven segments' right-hand lane centres, in WGS84."""
+    route = json.loads((drive_dir / "truth.json").read_text())["route"]
+    roads = {road.segment_id: road for road in world.roads}
+    lines = []
+    for step in route:
+        road = roads[step["segment_id"]]
+        xy = np.array(road.xy, np.float64)
+        if step["direction"] == "backward":
+            xy = xy[::-1]
+        lane_w = road.width_m / road.lanes
+        offset = 0.0 if road.oneway and road.lanes == 1 else road.width_m / 2 - lane_w / 2
+        shifted = _offset_right(xy, offset)
+        lon, lat = world.frame.to_wgs84(shifted[:, 0], shifted[:, 1])
+        lines.append(LaneLine(tuple(lon.tolist()), tuple(lat.tolist())))
+    return lines
+
+
+def _offset_right(xy: FloatArray, offset_m: float) -> FloatArray:
+    """A polyline moved `offset_m` to its right (vertex normals averaged over both sides)."""
+    tangent = np.gradient(xy, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
+    right = np.stack([tangent[:, 1], -tangent[:, 0]], axis=1)
+    return xy + right * offset_m
+
+
+def pose_errors(
+    world: World, frames: list[dict[str, Any]], poses: list[FramePose]
+) -> dict[str, float]:
+    """Median position error (also split along and across the road), median error of the step
+    between consecutive frames (what doubles markings) and median heading error, against the
+    truth."""
+    tx, ty = np.array([f["x_m"] for f in frames]), np.array([f["y_m"] for f in frames])
+    px, py = world.frame.to_local(
+        np.array([p.lon for p in poses]), np.array([p.lat for p in poses])
+    )
+    ex, ey = px - tx, py - ty
+    grid_heading = np.radians([f["heading_deg"] for f in frames])
+    along = ex * np.sin(grid_heading) + ey * np.cos(grid_heading)
+    across = ex * np.cos(grid_heading) - ey * np.sin(grid_heading)
+    true_heading = np.array([f["true_heading"] for f in frames])
+    turn = (np.array([p.heading_deg for p in poses]) - true_heading + 180.0) % 360.0 - 180.0
+    return {
+        "pose_error_m": round(float(np.median(np.hypot(ex, ey))), 3),
+        "along_error_m": round(float(np.median(np.abs(along))), 3),
+        "across_error_m": round(float(np.median(np.abs(across))), 3),
+        "step_error_m": round(float(np.median(np.hypot(np.diff(ex), np.diff(ey)))), 3),
+        "heading_error_deg": round(float(np.median(np.abs(turn))), 2),
+    }

@@ -1,0 +1,173 @@
+"""Imagery tiles from catalog frames: the same dirty z21 blocks built by 1, then by 2 processes.
+
+1. The Helsinki world and a `--minutes` drive at `--resolution` (as `bench_tiles`, made once in
+   `--workdir`); its keyframes every 4 m of true travel become accepted catalog frames (SQLite,
+   JPEGs in a local object store) with the drive's camera, matched by the real matcher and posed
+   by `mapbuilder.tiles.posing` (smoothed track, true positions: no GNSS error here).
+2. Each run marks every z21 tile dirty and hands the dirty blocks to a pool of N processes, one
+   block at a time (as Celery workers with prefetch 1 take them), each running the task's plain
+   function `build_block` (read frames, stitch, encode WebP, write the store, record the catalog).
+   The anchor is the same blocks built by one process, in the same run.
+3. Frames per second = keyframes / wall seconds of the run (pool start-up excluded), per process
+   = that / N; the 1 -> 2 ratio is the scaling. Median of `--repeats` runs of each. Each process
+   runs OpenCV on one thread; the CPU seconds of the builds are reported too (keyframes per
+   CPU-second: what one core would do if nothing else ran on it).
+
+Targets (issue 7): >= 20 frames/s stitched per core at z21; 1 -> 2 processes >= 1.7x. Run it on
+a quiet machine: other load on the cores shows up directly in both figures.
+
+    python -m bench.bench_tiles_scaling [--minutes 1] [--resolution 1920x1080] [--repeats 3]
+        [--osm FILE] [--workdir DIR] [--json-out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from bench._common import verdict
+from bench.bench_tiles import prepare
+from ingest.db import Catalog
+from ingest.storage import LocalObjectStore
+from mapbuilder.tiles.context import IMAGERY, TileContext
+from mapbuilder.tiles.dirty import Block, dirty_blocks
+from mapbuilder.tiles.pipeline import build_block
+from mapbuilder.tiles.posing import mark_everything, update_poses
+from tests.tile_helpers import calibration_of, keyframes, match, seed_drive, store_world_roads
+
+FPS_TARGET = 20.0
+SCALING_TARGET = 1.7
+_worker: TileContext | None = None
+
+
+def seed(workdir: Path, args: argparse.Namespace) -> tuple[str, Path, int]:
+    """A fresh catalog and store holding the drive's keyframes, matched and posed."""
+    world, drive_dir = prepare(args, workdir)
+    folder = workdir / "scaling"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    url, store_dir = f"sqlite:///{folder / 'catalog.sqlite3'}", folder / "store"
+    catalog = Catalog.connect(url)
+    try:
+        store_world_roads(catalog, world)
+        frames = keyframes(world, drive_dir)
+        ctx = TileContext(catalog, LocalObjectStore(store_dir))
+        key = seed_drive(
+            catalog,
+            ctx.store,
+            frames,
+            device_id="bench",
+            sequence_id="drive",
+            camera=calibration_of(drive_dir),
+        )
+        match(catalog, [key])
+        update = update_poses(ctx, [key])
+    finally:
+        catalog.dispose()
+    return url, store_dir, update.posed
+
+
+def _open(url: str, store_dir: str) -> None:
+    """Pool initializer: this process's catalog and store, as a worker opens them after fork."""
+    global _worker  # one context per pool process, as each Celery worker process has
+    # One thread per process, as under a worker whose concurrency is the number of cores.
+    cv2.setNumThreads(1)
+    _worker = TileContext(
+        Catalog.connect(url, migrate_schema=False), LocalObjectStore(Path(store_dir))
+    )
+
+
+def _build(block: Block) -> tuple[int, float]:
+    """The task's plain function on one block; the tiles written and the CPU seconds it took."""
+    assert _worker is not None
+    started = time.process_time()
+    written = build_block(_worker, IMAGERY, block).written
+    return written, time.process_time() - started
+
+
+def timed_run(url: str, store_dir: Path, processes: int) -> tuple[float, float, int]:
+    """Mark every z21 tile dirty and build the blocks with `processes` workers: wall seconds,
+    CPU seconds of the builds, and tiles written."""
+    catalog = Catalog.connect(url, migrate_schema=False)
+    try:
+        ctx = TileContext(catalog, LocalObjectStore(store_dir))
+        mark_everything(ctx)
+        with catalog.session() as session:
+            blocks = dirty_blocks(session, IMAGERY, 21, ctx.settings.block_tiles)
+    finally:
+        catalog.dispose()
+    context = multiprocessing.get_context("fork")
+    with context.Pool(processes, initializer=_open, initargs=(url, str(store_dir))) as pool:
+        pool.map(abs, range(processes))  # every process started and initialised
+        started = time.perf_counter()
+        results = list(pool.imap_unordered(_build, blocks, chunksize=1))
+        seconds = time.perf_counter() - started
+    return seconds, sum(cpu for _, cpu in results), sum(written for written, _ in results)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Seed once, then alternate 1- and 2-process runs `--repeats` times."""
+    url, store_dir, frames = seed(workdir, args)
+    seconds: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
+    tiles = 0
+    for _ in range(args.repeats):
+        for processes in (1, 2):
+            spent, cpu_s, tiles = timed_run(url, store_dir, processes)
+            seconds[processes].append(spent)
+            cpu[processes].append(cpu_s)
+    fps = {n: frames / statistics.median(s) for n, s in seconds.items()}
+    per_cpu_s = {n: frames / statistics.median(s) for n, s in cpu.items()}
+    return {
+        "keyframes": frames,
+        "z21_tiles": tiles,
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "seconds": {str(n): [round(v, 2) for v in s] for n, s in seconds.items()},
+        "frames_per_s": {str(n): round(v, 1) for n, v in fps.items()},
+        "frames_per_s_per_process": {str(n): round(v / n, 1) for n, v in fps.items()},
+        "scaling_1_to_2": round(fps[2] / fps[1], 2),
+        # What a core of our own would do: frames per CPU-second the builds used (others' load
+        # on the machine stretches the wall time, not this).
+        "frames_per_cpu_s": {str(n): round(v, 1) for n, v in per_cpu_s.items()},
+    }
+
+
+def main() -> None:
+    """Run the measurement and print it against the targets."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=1.0)
+    parser.add_argument("--resolution", default="1920x1080")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--osm", type=Path, default=None)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json-out", type=Path, default=None)
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-tiles-scaling-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    report = run(args, workdir)
+    print(json.dumps(report, indent=2))
+    one = report["frames_per_s_per_process"]["1"]
+    ratio = report["scaling_1_to_2"]
+    print(
+        f"1 process: {one} frames/s (target >= {FPS_TARGET}: {verdict(one >= FPS_TARGET)}); "
+        f"1 -> 2 processes: {ratio}x (target >= {SCALING_TARGET}: "
+        f"{verdict(ratio >= SCALING_TARGET)}); {report['cpus']} CPUs, "
+        f"load average {report['load_average_1min']}"
+    )
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

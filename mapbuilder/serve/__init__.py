@@ -1,0 +1,1 @@
+"""The map consumer API and web viewer: tiles, TileJSON, imagery queries, API keys and metering."""

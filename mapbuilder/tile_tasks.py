@@ -1,0 +1,103 @@
+"""Celery tasks of the tile pipeline (queue `tiles`): thin wrappers around `mapbuilder.tiles`.
+
+`tiles.poses` poses the frames of matched sequences and queues one `tiles.build_block` per block
+of top-zoom tiles they made dirty; each block task builds its block and queues the parent block
+once no child of it is dirty any more (a sibling still building will queue it instead), so the
+pyramid is rebuilt from the top down without any task waiting on another. A block is built under
+a lease (one builder at a time); marks that arrive during a build queue the block again.
+`tiles.sweep` (every few minutes, from the beat) queues again what a lost task left behind.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from celery import current_app, shared_task
+
+from ingest.catalog import utcnow
+from ingest.queues import (
+    TILES_BUILD_TASK,
+    TILES_POSES_TASK,
+    TILES_QUEUE,
+    TILES_SWEEP_EVERY_S,
+    TILES_SWEEP_TASK,
+)
+from ingest.tasks import RETRY, worker_context
+from mapbuilder.tiles.context import IMAGERY, TileContext
+from mapbuilder.tiles.dirty import Block
+from mapbuilder.tiles.pipeline import build_block, next_block, stale_blocks
+from mapbuilder.tiles.posing import pending_sequences, update_poses
+
+_contexts: dict[int, TileContext] = {}
+
+
+def worker_tiles() -> TileContext:
+    """This process's tile context, over the worker's catalog and object store."""
+    pid = os.getpid()
+    if pid not in _contexts:
+        ingest = worker_context()
+        _contexts[pid] = TileContext(ingest.catalog, ingest.store)
+    return _contexts[pid]
+
+
+def send_block(layer_name: str, block: Block) -> None:
+    """Queue the build of one block."""
+    z, bx, by = block
+    current_app.send_task(TILES_BUILD_TASK, args=[layer_name, z, bx, by], queue=TILES_QUEUE)
+
+
+def poses_job(keys: list[list[str]]) -> dict[str, Any]:
+    """Pose the matched frames of these (device_id, sequence_id) sequences; queue dirty blocks."""
+    update = update_poses(worker_tiles(), [(device, sequence) for device, sequence in keys])
+    for block in update.blocks:
+        send_block(IMAGERY, block)
+    return {
+        "posed": update.posed,
+        "skipped": update.skipped,
+        "tiles_marked": update.tiles_marked,
+        "blocks": len(update.blocks),
+    }
+
+
+def build_block_job(layer_name: str, z: int, bx: int, by: int) -> dict[str, Any]:
+    """Build the dirty tiles of one block; queue what must follow (corrupt children, the parent)."""
+    ctx = worker_tiles()
+    report = build_block(ctx, layer_name, (z, bx, by))
+    for block in report.rebuild:
+        send_block(layer_name, block)
+    if report.remarked:
+        send_block(layer_name, (z, bx, by))
+    parent = next_block(ctx, layer_name, (z, bx, by))
+    if parent is not None:
+        send_block(layer_name, parent)
+    return {
+        "written": report.written,
+        "removed": report.removed,
+        "left_dirty": report.left_dirty,
+        "changed": report.changed,
+        "frames": report.frames,
+        "busy": report.busy,
+        "remarked": report.remarked,
+        "parent": list(parent) if parent else None,
+    }
+
+
+def sweep_job() -> dict[str, Any]:
+    """Queue again what lost or failed tasks left: sequences matched but not posed, and blocks
+    dirty for longer than two sweeps (younger ones are most likely queued already)."""
+    ctx = worker_tiles()
+    keys = pending_sequences(ctx.catalog)
+    if keys:
+        poses_job([list(key) for key in keys])
+    cutoff = utcnow() - timedelta(seconds=2 * TILES_SWEEP_EVERY_S)
+    blocks = stale_blocks(ctx, IMAGERY, cutoff)
+    for block in blocks:
+        send_block(IMAGERY, block)
+    return {"sequences": len(keys), "blocks": len(blocks)}
+
+
+poses_task = shared_task(name=TILES_POSES_TASK, **RETRY)(poses_job)
+build_block_task = shared_task(name=TILES_BUILD_TASK, **RETRY)(build_block_job)
+sweep_task = shared_task(name=TILES_SWEEP_TASK, acks_late=True)(sweep_job)

@@ -1,0 +1,205 @@
+"""Constraints for the pose graph: registrations within a sequence and between sequences, and
+lane lines.
+
+Registrations are gated: a pair counts when its response clears `min_response` and it lies
+within `max_correction_m` of the guess (a farther answer is a false match: a truck ahead, a
+repeated pattern). Between sequences (other drives over the same road) each frame is
+registered with the nearest frame of an earlier sequence that looks the same way, starting
+from their poses refined one drive at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mapbuilder.geo import LocalFrame
+from mapbuilder.tiles.build import PosedFrame
+from mapbuilder.tiles.posegraph import Edges, Lanes, Observed, wrap
+from mapbuilder.tiles.register import (
+    GroundView,
+    GroundViewer,
+    RelativeMotion,
+    register_pair,
+)
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+VIEW_CACHE = 64
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Which frames are registered and which registrations are believed."""
+
+    max_gap: int = 2  # each frame is registered with the next max_gap frames of its sequence
+    min_response: float = 0.5
+    max_correction_m: float = 2.0
+    cross_radius_m: float = 6.0  # frames of two sequences this close are registered
+    cross_max_angle_deg: float = 20.0
+    # Two drives disagree by their GNSS biases along the road, metres where no turn pins them.
+    cross_max_correction_m: float = 4.0
+
+
+@dataclass(frozen=True)
+class LaneLine:
+    """A lane centre the vehicle drove along, as map matching implies it: the matched segment's
+    centreline shifted to the lane's offset, vertices (lon, lat) in any order."""
+
+    lon: tuple[float, ...]
+    lat: tuple[float, ...]
+
+
+def sequence_edges(
+    frames: Sequence[PosedFrame],
+    viewer: GroundViewer,
+    observed: Observed,
+    gates: Gates,
+    offset: int = 0,
+) -> tuple[Edges, int]:
+    """Registrations of each frame of one sequence with its next `max_gap`, those passing the
+    gates (frame indices + `offset`), and how many were tried. Only max_gap + 1 ground views
+    are held at a time; each frame is decoded once."""
+    views: dict[int, GroundView] = {}
+    found: list[tuple[int, int, RelativeMotion]] = []
+    tried = 0
+    for j, frame in enumerate(frames):
+        views[j] = viewer.view(frame.load())
+        views.pop(j - gates.max_gap - 1, None)
+        for i in range(max(0, j - gates.max_gap), j):
+            tried += 1
+            guess = _gnss_step(observed, i + offset, j + offset)
+            motion = register_pair(viewer.grid, views[i], views[j], guess)
+            if _accepted(motion, guess, gates.min_response, gates.max_correction_m):
+                found.append((i + offset, j + offset, motion))
+    return _edges(found), tried
+
+
+def cross_edges(
+    frames: Sequence[PosedFrame],
+    labels: IntArray,
+    poses: FloatArray,
+    viewer: GroundViewer,
+    gates: Gates,
+) -> tuple[Edges, int]:
+    """Registrations between sequences: each frame with the nearest frame of an earlier
+    sequence within `cross_radius_m` that looks within `cross_max_angle_deg` the same way,
+    starting from `poses` (x, y, heading per frame, refined one sequence at a time)."""
+    cache: OrderedDict[int, GroundView] = OrderedDict()
+
+    def view(k: int) -> GroundView:
+        if k not in cache:
+            cache[k] = viewer.view(frames[k].load())
+            if len(cache) > VIEW_CACHE:
+                cache.popitem(last=False)
+        return cache[k]
+
+    found: list[tuple[int, int, RelativeMotion]] = []
+    pairs = _nearest_earlier(labels, poses, gates)
+    for i, j in pairs:
+        guess = _relative(poses, i, j)
+        motion = register_pair(viewer.grid, view(i), view(j), guess, near=True)
+        if _accepted(motion, guess, gates.min_response, gates.cross_max_correction_m):
+            found.append((i, j, motion))
+    return _edges(found), len(pairs)
+
+
+def _nearest_earlier(labels: IntArray, poses: FloatArray, gates: Gates) -> list[tuple[int, int]]:
+    """(i, j): for each frame j, the nearest frame i of an earlier sequence that qualifies."""
+    pairs = []
+    min_cos = math.cos(math.radians(gates.cross_max_angle_deg))
+    for j in np.flatnonzero(labels > labels.min()):
+        earlier = np.flatnonzero(labels < labels[j])
+        distance = np.hypot(poses[earlier, 0] - poses[j, 0], poses[earlier, 1] - poses[j, 1])
+        alike = np.cos(poses[earlier, 2] - poses[j, 2]) >= min_cos
+        near = alike & (distance <= gates.cross_radius_m)
+        if near.any():
+            pairs.append((int(earlier[near][np.argmin(distance[near])]), int(j)))
+    return pairs
+
+
+def _relative(poses: FloatArray, i: int, j: int) -> RelativeMotion:
+    """Frame j's pose in frame i's camera frame, from (x, y, heading) rows."""
+    dx, dy = poses[j, 0] - poses[i, 0], poses[j, 1] - poses[i, 1]
+    h = poses[i, 2]
+    turn = float(wrap(np.array(poses[j, 2] - h)))
+    return RelativeMotion(
+        float(dx * math.cos(h) - dy * math.sin(h)),
+        float(dx * math.sin(h) + dy * math.cos(h)),
+        math.degrees(turn),
+        0.0,
+    )
+
+
+def _gnss_step(observed: Observed, i: int, j: int) -> RelativeMotion:
+    """Frame j seen from frame i as GNSS has it: straight ahead by the distance between the
+    fixes (a car does not move sideways), turned by the change of course."""
+    distance = float(np.hypot(observed.x[j] - observed.x[i], observed.y[j] - observed.y[i]))
+    turn = float(wrap(np.array(observed.heading_rad[j] - observed.heading_rad[i])))
+    return RelativeMotion(0.0, distance, math.degrees(turn), 0.0)
+
+
+def _accepted(
+    motion: RelativeMotion, guess: RelativeMotion, min_response: float, max_correction_m: float
+) -> bool:
+    """A registration to believe: a clear response, not implausibly far from the guess."""
+    correction = math.hypot(motion.right_m - guess.right_m, motion.forward_m - guess.forward_m)
+    return motion.response >= min_response and correction <= max_correction_m
+
+
+def _edges(found: list[tuple[int, int, RelativeMotion]]) -> Edges:
+    """The found registrations as the graph's edge arrays."""
+    return Edges(
+        np.array([i for i, _, _ in found], np.int64),
+        np.array([j for _, j, _ in found], np.int64),
+        np.array([m.right_m for _, _, m in found], np.float64),
+        np.array([m.forward_m for _, _, m in found], np.float64),
+        np.radians(np.array([m.turn_deg for _, _, m in found], np.float64)),
+    )
+
+
+def lane_constraints(
+    lanes: Sequence[LaneLine],
+    local: LocalFrame,
+    observed: Observed,
+    *,
+    search_m: float,
+    max_angle_deg: float,
+    end_margin_m: float,
+) -> Lanes:
+    """For each frame, the nearest lane piece within reach whose direction agrees with the
+    frame's heading (either way along it), as a point and a unit normal. The last
+    `end_margin_m` at either end of a lane line are left out: there drivers round the corner
+    of the junction and the line says little."""
+    n = observed.x.size
+    best = np.full(n, np.inf)
+    point = np.zeros((n, 2))
+    normal = np.zeros((n, 2))
+    forward = np.stack([np.sin(observed.heading_rad), np.cos(observed.heading_rad)], axis=1)
+    position = np.stack([observed.x, observed.y], axis=1)
+    min_cos = math.cos(math.radians(max_angle_deg))
+    for lane in lanes:
+        lx, ly = local.to_local(np.array(lane.lon), np.array(lane.lat))
+        vertices = np.stack([lx, ly], axis=1)
+        lengths = np.hypot(*np.diff(vertices, axis=0).T)
+        starts = np.concatenate([[0.0], np.cumsum(lengths)])
+        for a, b, length, start in zip(vertices[:-1], vertices[1:], lengths, starts, strict=False):
+            if length < 1e-6:
+                continue
+            direction = (b - a) / length
+            along = np.clip((position - a) @ direction, 0.0, length)
+            foot = a + along[:, None] * direction
+            distance = np.hypot(*(position - foot).T)
+            inside = np.abs(start + along - starts[-1] / 2) <= starts[-1] / 2 - end_margin_m
+            aligned = np.abs(forward @ direction) >= min_cos
+            better = aligned & inside & (distance < best) & (distance <= search_m)
+            best[better] = distance[better]
+            point[better] = foot[better]
+            normal[better] = (direction[1], -direction[0])
+    k = np.flatnonzero(np.isfinite(best))
+    return Lanes(k, point[k, 0], point[k, 1], normal[k, 0], normal[k, 1])

@@ -1,0 +1,38 @@
+"""What the tile pipeline works with: the catalog, the object store and the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ingest.db import Catalog
+from ingest.storage import ObjectStore
+from mapbuilder.errors import MapError
+from mapbuilder.settings import TileSettings
+from mapbuilder.tiles.bev import BevSettings
+from mapbuilder.tiles.layers import layer
+from mapbuilder.tiles.store import TileStore
+
+IMAGERY = "imagery"
+"""The layer built from frames."""
+
+
+@dataclass(frozen=True)
+class TileContext:
+    """What building tiles needs: the catalog, the object store, and the settings."""
+
+    catalog: Catalog
+    store: ObjectStore
+    settings: TileSettings = field(default_factory=TileSettings)
+    bev: BevSettings = field(default_factory=BevSettings)
+
+    def __post_init__(self) -> None:
+        """Frames are projected at the zoom the imagery layer is built at, and no other."""
+        top = layer(IMAGERY).max_zoom
+        if self.bev.zoom != top:
+            msg = f"imagery is stitched at zoom {top}, not {self.bev.zoom}: leave BevSettings.zoom"
+            raise MapError(msg)
+
+    @property
+    def tiles(self) -> TileStore:
+        """The tile store over the object store."""
+        return TileStore(self.store)

@@ -1,0 +1,182 @@
+"""Imagery tiles of one block at the top zoom, stitched from the posed frames around it.
+
+The frames are the catalog's posed frames within reach of the block (its box plus the farthest
+ground a frame sees, the halo), taken in a fixed order (capture time, then id), each projected
+with its own camera. Tiles are worked through in the order of their first frame with a small
+cache of decoded frames, as in `build.build_tiles`, so each frame is decoded about once.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections import OrderedDict, defaultdict
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+
+from ingest.catalog import Camera, Frame
+from ingest.db import Catalog
+from ingest.errors import ObjectCorruptError, ObjectNotFoundError
+from ingest.storage import ObjectStore
+from mapbuilder.camera import PinholeCamera
+from mapbuilder.tiles.bev import BevSettings, FramePose, FrameProjector, U8Image
+from mapbuilder.tiles.catalog import FramePoseRow
+from mapbuilder.tiles.mercator import Tile, tile_bounds
+from mapbuilder.tiles.stitch import BlendSettings, blend
+
+log = logging.getLogger(__name__)
+CACHE_FRAMES = 48
+METRES_PER_DEGREE = 111_320.0
+
+
+@dataclass(frozen=True)
+class BlockFrame:
+    """A posed frame near a block: where its JPEG is, and the projector of its camera."""
+
+    frame_id: str
+    pose: FramePose
+    object_key: str
+    projector: FrameProjector
+
+
+@dataclass(frozen=True)
+class StitchedTile:
+    """A tile's pixels (RGBA) and the ids of the frames blended into it."""
+
+    tile: Tile
+    rgba: U8Image
+    frame_ids: tuple[str, ...]
+
+
+def block_box(tiles: Collection[Tile]) -> tuple[float, float, float, float]:
+    """(west, south, east, north) degrees around `tiles`."""
+    bounds = [tile_bounds(t) for t in tiles]
+    return (
+        min(b[0] for b in bounds),
+        min(b[1] for b in bounds),
+        max(b[2] for b in bounds),
+        max(b[3] for b in bounds),
+    )
+
+
+def frames_near(catalog: Catalog, tiles: Collection[Tile], bev: BevSettings) -> list[BlockFrame]:
+    """The posed frames whose ground could touch `tiles`, by capture time then id."""
+    west, south, east, north = block_box(tiles)
+    # The farthest ground a frame contributes, from its camera: the halo around the block.
+    halo_m = math.hypot(bev.far_m, bev.half_width_m) + 1.0
+    dlat = halo_m / METRES_PER_DEGREE
+    dlon = halo_m / (METRES_PER_DEGREE * max(math.cos(math.radians(north)), 1e-6))
+    with catalog.session() as session:
+        rows = session.execute(
+            select(
+                FramePoseRow.frame_id,
+                FramePoseRow.lon,
+                FramePoseRow.lat,
+                FramePoseRow.heading_deg,
+                Frame.capture_time,
+                Frame.object_key,
+                Camera.camera_id,
+                Camera.calibration,
+            )
+            .join(Frame, Frame.frame_id == FramePoseRow.frame_id)
+            .join(Camera, Camera.camera_id == FramePoseRow.camera_id)
+            .where(
+                FramePoseRow.lat.between(south - dlat, north + dlat),
+                FramePoseRow.lon.between(west - dlon, east + dlon),
+            )
+            .order_by(Frame.capture_time, FramePoseRow.frame_id)
+        ).all()
+    projectors: dict[str, FrameProjector] = {}
+    frames = []
+    for frame_id, lon, lat, heading, when, key, camera_id, calibration in rows:
+        if camera_id not in projectors:
+            projectors[camera_id] = _projector(calibration, bev)
+        pose = FramePose(lon, lat, heading, when.timestamp())
+        frames.append(BlockFrame(frame_id, pose, key, projectors[camera_id]))
+    return frames
+
+
+def _projector(calibration: dict[str, Any], bev: BevSettings) -> FrameProjector:
+    """The projector of one camera (its calibration was checked when the pose was made)."""
+    return FrameProjector(PinholeCamera.from_calibration(calibration), bev)
+
+
+def stitch_tiles(
+    store: ObjectStore,
+    frames: list[BlockFrame],
+    wanted: Collection[Tile],
+    blend_settings: BlendSettings | None = None,
+) -> Iterator[StitchedTile]:
+    """Each wanted tile some frame sees, blended from those frames (RGBA)."""
+    index: dict[Tile, list[int]] = defaultdict(list)
+    for k, frame in enumerate(frames):
+        for tile in frame.projector.tiles(frame.pose):
+            if tile in wanted:
+                index[tile].append(k)
+    cache = _FrameCache(store, frames)
+    for tile in sorted(index, key=lambda t: (index[t][0], t)):
+        samples, used = [], []
+        for k in index[tile]:
+            pixels = cache.get(k)
+            if pixels is None:
+                continue
+            sample = frames[k].projector.sample(pixels, frames[k].pose, tile)
+            if sample is not None:
+                samples.append(sample)
+                used.append(frames[k].frame_id)
+        if samples:
+            yield StitchedTile(tile, blend(samples, blend_settings), tuple(used))
+
+
+class _FrameCache:
+    """Decoded frames (RGB), least recently used dropped first; None for a frame that is gone."""
+
+    def __init__(self, store: ObjectStore, frames: list[BlockFrame]) -> None:
+        self.store = store
+        self.frames = frames
+        self._pixels: OrderedDict[int, U8Image | None] = OrderedDict()
+
+    def get(self, k: int) -> U8Image | None:
+        if k in self._pixels:
+            self._pixels.move_to_end(k)
+            return self._pixels[k]
+        pixels = self._load(self.frames[k])
+        self._pixels[k] = pixels
+        if len(self._pixels) > CACHE_FRAMES:
+            self._pixels.popitem(last=False)
+        return pixels
+
+    def _load(self, frame: BlockFrame) -> U8Image | None:
+        try:
+            data = self.store.get_bytes(frame.object_key)
+        except (ObjectNotFoundError, ObjectCorruptError) as exc:
+            # An accepted frame whose object is gone: the tile is built without it, and said.
+            log.error("frame %s left out of its tiles: %s", frame.frame_id, exc)
+            return None
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            log.error("frame %s left out of its tiles: its JPEG does not decode", frame.frame_id)
+            return None
+        return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+
+
+def encode_webp(rgba: U8Image, *, quality: int, method: int, lossless: bool = False) -> bytes:
+    """WebP of a tile (alpha kept exactly): the same pixels and settings give the same bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(
+        buffer, "WEBP", quality=quality, method=method, lossless=lossless
+    )
+    return buffer.getvalue()
+
+
+def decode_rgba(data: bytes) -> U8Image:
+    """The RGBA pixels of an encoded tile."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGBA"), np.uint8)

@@ -1,0 +1,69 @@
+"""What operators run on the imagery layer: build what is dirty (in-process), and its status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ingest.db import Catalog
+from mapbuilder.tiles.catalog import FramePoseRow, PoseSkip
+from mapbuilder.tiles.context import IMAGERY, TileContext
+from mapbuilder.tiles.dirty import layer_counts
+from mapbuilder.tiles.layers import LAYERS
+from mapbuilder.tiles.pipeline import BlockReport, BuildSummary, build_dirty, imagery_layer
+from mapbuilder.tiles.posing import mark_everything, pending_sequences, update_poses
+
+
+@dataclass(frozen=True)
+class BuildRun:
+    """What `build_imagery` did: sequences posed first, tiles marked by `--all`, the build."""
+
+    sequences_posed: int
+    frames_posed: int
+    skipped: dict[str, int]
+    marked_all: int
+    summary: BuildSummary
+
+
+def build_imagery(
+    ctx: TileContext,
+    *,
+    layer_name: str = IMAGERY,
+    everything: bool = False,
+    min_zoom: int | None = None,
+    on_block: Callable[[BlockReport], None] | None = None,
+) -> BuildRun:
+    """Pose matched frames not posed yet, mark everything when asked, then build what is dirty."""
+    imagery_layer(layer_name)
+    keys = pending_sequences(ctx.catalog)
+    update = update_poses(ctx, keys)
+    marked = mark_everything(ctx) if everything else 0
+    summary = build_dirty(ctx, layer_name, min_zoom=min_zoom, on_block=on_block)
+    return BuildRun(len(keys), update.posed, update.skipped, marked, summary)
+
+
+def tiles_status(catalog: Catalog) -> dict[str, Any]:
+    """Built and dirty tiles per layer and zoom, posed frames, and skipped frames by reason."""
+    layers = {}
+    with catalog.session() as session:
+        for name in LAYERS:
+            counts = layer_counts(session, name)
+            layers[name] = {
+                "built": sum(counts.built.values()),
+                "dirty": sum(counts.dirty.values()),
+                "built_by_zoom": counts.built,
+                "dirty_by_zoom": counts.dirty,
+            }
+        posed = session.execute(select(func.count()).select_from(FramePoseRow)).scalar_one()
+        skipped = dict(
+            session.execute(select(PoseSkip.reason, func.count()).group_by(PoseSkip.reason)).all()
+        )
+    return {
+        "layers": layers,
+        "frames_posed": int(posed),
+        "frames_skipped": {str(k): int(v) for k, v in sorted(skipped.items())},
+        "sequences_pending": len(pending_sequences(catalog)),
+    }

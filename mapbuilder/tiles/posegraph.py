@@ -1,0 +1,281 @@
+"""Poses of one or more sequences as a least-squares pose graph: registration, GNSS with a
+drifting bias, heading, distance driven and lane lines.
+
+Unknowns per frame: position x, y (local metres), heading (radians clockwise from grid north)
+and the GNSS error bx, by. Receiver error drifts (multipath, atmosphere): it is modelled as a
+first-order Gauss-Markov state, so fixes a second apart are not independent evidence and a drive
+cannot average its bias away. Residuals, each divided by its standard deviation:
+
+- registration: frame j's position and heading seen from frame i (right, forward, turn);
+- GNSS: position + bias = fix; the bias follows b[k+1] = phi b[k] + noise, phi = exp(-dt / tau);
+- heading: a weak prior from the GNSS course, and no sideslip (a car moves along its heading:
+  the step between two frames has no sideways part in their mean heading);
+- travel: the step along that mean heading is the distance driven between the frames (Doppler
+  speed integrated, good to about 0.1 m/s even where positions wander; the chord of the arc);
+- lanes: the signed distance to the lane line the map matcher implies, where one is known.
+
+Frames of several sequences (drives) may be solved together: bias, sideslip and travel link only
+frames of one sequence, registration edges may join any two frames.
+
+Solved by Gauss-Newton on the sparse normal equations with a soft-L1 reweighting, so a
+registration fooled by a passing truck is outvoted rather than followed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.sparse import coo_matrix, csr_matrix, identity
+from scipy.sparse.linalg import spsolve
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+# One block of residuals: their values, and per unknown they depend on its columns and derivatives.
+_Block = tuple[FloatArray, list[tuple[IntArray, FloatArray]]]
+MAX_ITERATIONS = 20
+CONVERGED_M = 1e-4
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """Standard deviations of every kind of evidence, and the GNSS error's correlation time."""
+
+    odometry_sigma_m: float = 0.05
+    turn_sigma_deg: float = 0.3
+    gnss_white_sigma_m: float = 0.5
+    gnss_bias_sigma_m: float = 3.0
+    gnss_correlation_s: float = 30.0
+    heading_sigma_deg: float = 3.0
+    sideslip_sigma_m: float = 0.05
+    # Distance driven between frames, integrated from Doppler speed (far better than position,
+    # about 0.1 m/s): an error of a few cm plus a share of the distance.
+    travel_floor_m: float = 0.05
+    travel_share: float = 0.02
+    # Speed between fixes is interpolated: across a stop or a long gap it is known less well.
+    travel_sigma_mps: float = 0.1
+    lane_sigma_m: float = 0.3
+    # Residuals beyond this many standard deviations count linearly (soft L1), not squared.
+    robust_scale: float = 3.0
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Registrations: frame j's pose in frame i's camera frame (right, forward metres; turn in
+    radians clockwise)."""
+
+    i: IntArray
+    j: IntArray
+    right_m: FloatArray
+    forward_m: FloatArray
+    turn_rad: FloatArray
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """Lane-line constraints: frame k lies on the line through (x, y) with unit normal (nx, ny)."""
+
+    k: IntArray
+    x: FloatArray
+    y: FloatArray
+    nx: FloatArray
+    ny: FloatArray
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the receiver said per frame: local metres, heading (radians), time, accuracy scale."""
+
+    x: FloatArray
+    y: FloatArray
+    heading_rad: FloatArray
+    t_s: FloatArray
+    sigma_scale: FloatArray  # HDOP where known, else 1
+    travelled_m: FloatArray  # distance driven since the first frame (Doppler or odometer), or NaN
+    # Which sequence (drive) each frame belongs to: GNSS bias, sideslip and travel link only
+    # frames of one sequence; None: all one sequence.
+    sequence: IntArray | None = None
+
+
+def wrap(angle: FloatArray) -> FloatArray:
+    """Angles into (-pi, pi]."""
+    return np.asarray(np.pi - np.mod(np.pi - angle, 2 * np.pi))
+
+
+class _Graph:
+    """Residuals and their sparse Jacobian over the packed unknowns (x, y, heading, bx, by)."""
+
+    def __init__(self, obs: Observed, edges: Edges, lanes: Lanes, s: GraphSettings) -> None:
+        self.obs, self.edges, self.lanes, self.s = obs, edges, lanes, s
+        self.n = obs.x.size
+        labels = np.zeros(self.n, np.int64) if obs.sequence is None else obs.sequence
+        self.within = labels[1:] == labels[:-1]
+        # Between sequences the bias starts afresh: phi 0 makes the step residual a prior.
+        self.phi = np.where(self.within, np.exp(-np.diff(obs.t_s) / s.gnss_correlation_s), 0.0)
+        self.bias_step_sigma = s.gnss_bias_sigma_m * np.sqrt(np.maximum(1 - self.phi**2, 1e-6))
+
+    def unpack(self, v: FloatArray) -> tuple[FloatArray, ...]:
+        n = self.n
+        return v[:n], v[n : 2 * n], v[2 * n : 3 * n], v[3 * n : 4 * n], v[4 * n :]
+
+    def linearise(self, v: FloatArray) -> tuple[FloatArray, csr_matrix]:
+        """Residuals at `v` and their Jacobian, block by block in one order."""
+        blocks = [
+            *self._odometry(v),
+            *self._gnss(v),
+            *self._heading(v),
+            *self._motion(v),
+            self._lanes(v),
+        ]
+        residuals, rows, cols, values, start = [], [], [], [], 0
+        for r, entries in blocks:
+            residuals.append(r)
+            for col, value in entries:
+                rows.append(start + np.arange(r.size))
+                cols.append(col)
+                values.append(np.broadcast_to(value, r.shape))
+            start += r.size
+        jac = coo_matrix(
+            (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(start, 5 * self.n),
+        )
+        return np.concatenate(residuals), jac.tocsr()
+
+    def _odometry(self, v: FloatArray) -> list[_Block]:
+        x, y, h, _, _ = self.unpack(v)
+        e, n, sigma = self.edges, self.n, self.s.odometry_sigma_m
+        dx, dy = x[e.j] - x[e.i], y[e.j] - y[e.i]
+        sin_i, cos_i = np.sin(h[e.i]), np.cos(h[e.i])
+        right = dx * cos_i - dy * sin_i
+        forward = dx * sin_i + dy * cos_i
+        xi, xj, yi, yj, hi, hj = e.i, e.j, e.i + n, e.j + n, e.i + 2 * n, e.j + 2 * n
+        turn_sigma = np.radians(self.s.turn_sigma_deg)
+        return [
+            (
+                (right - e.right_m) / sigma,
+                [
+                    (xj, cos_i / sigma),
+                    (xi, -cos_i / sigma),
+                    (yj, -sin_i / sigma),
+                    (yi, sin_i / sigma),
+                    (hi, -forward / sigma),
+                ],
+            ),
+            (
+                (forward - e.forward_m) / sigma,
+                [
+                    (xj, sin_i / sigma),
+                    (xi, -sin_i / sigma),
+                    (yj, cos_i / sigma),
+                    (yi, -cos_i / sigma),
+                    (hi, right / sigma),
+                ],
+            ),
+            (
+                wrap(h[e.j] - h[e.i] - e.turn_rad) / turn_sigma,
+                [(hj, 1 / turn_sigma), (hi, -1 / turn_sigma)],
+            ),
+        ]
+
+    def _gnss(self, v: FloatArray) -> list[_Block]:
+        x, y, _, bx, by = self.unpack(v)
+        o, n, s = self.obs, self.n, self.s
+        ar = np.arange(n)
+        white = s.gnss_white_sigma_m * o.sigma_scale
+        step = self.bias_step_sigma
+        blocks: list[_Block] = [
+            ((x + bx - o.x) / white, [(ar, 1 / white), (ar + 3 * n, 1 / white)]),
+            ((y + by - o.y) / white, [(ar + n, 1 / white), (ar + 4 * n, 1 / white)]),
+        ]
+        for bias, base in ((bx, 3 * n), (by, 4 * n)):
+            blocks.append(
+                (
+                    (bias[1:] - self.phi * bias[:-1]) / step,
+                    [(ar[1:] + base, 1 / step), (ar[:-1] + base, -self.phi / step)],
+                )
+            )
+            first = np.array([base])
+            prior = np.array([1 / s.gnss_bias_sigma_m])
+            blocks.append((bias[:1] / s.gnss_bias_sigma_m, [(first, prior)]))
+        return blocks
+
+    def _heading(self, v: FloatArray) -> list[_Block]:
+        h = self.unpack(v)[2]
+        n, sigma = self.n, np.radians(self.s.heading_sigma_deg)
+        return [(wrap(h - self.obs.heading_rad) / sigma, [(np.arange(n) + 2 * n, 1 / sigma)])]
+
+    def _motion(self, v: FloatArray) -> list[_Block]:
+        """No sideslip, and the distance driven, for each step between frames of one sequence."""
+        x, y, h, _, _ = self.unpack(v)
+        n, s = self.n, self.s
+        k = np.flatnonzero(self.within)
+        step_x, step_y = x[k + 1] - x[k], y[k + 1] - y[k]
+        half_turn = wrap(h[k + 1] - h[k]) / 2
+        mid = h[k] + half_turn
+        cos_m, sin_m = np.cos(mid), np.sin(mid)
+        lateral = step_x * cos_m - step_y * sin_m
+        along = step_x * sin_m + step_y * cos_m
+        travelled = self.obs.travelled_m[k + 1] - self.obs.travelled_m[k]
+        # Driven along an arc, the chord is shorter than the path by sinc(turn / 2); its
+        # derivative (for the Jacobian) is travelled * d(sin u / u)/du / 2, u the half turn.
+        chord = travelled * np.sinc(half_turn / np.pi)
+        u = np.where(np.abs(half_turn) < 1e-6, 1e-6, half_turn)
+        bend = travelled * (u * np.cos(u) - np.sin(u)) / u**2 / 2
+        known = np.isfinite(travelled)
+        dt = self.obs.t_s[k + 1] - self.obs.t_s[k]
+        spread = s.travel_floor_m + s.travel_share * np.abs(travelled) + s.travel_sigma_mps * dt
+        t_sigma = np.where(known, spread, np.inf)
+        t_residual = np.where(known, along - chord, 0.0) / t_sigma
+        slip = s.sideslip_sigma_m
+        return [
+            (
+                t_residual,
+                [
+                    (k + 1, sin_m / t_sigma),
+                    (k, -sin_m / t_sigma),
+                    (k + 1 + n, cos_m / t_sigma),
+                    (k + n, -cos_m / t_sigma),
+                    (k + 2 * n, (lateral / 2 + np.where(known, bend, 0.0)) / t_sigma),
+                    (k + 1 + 2 * n, (lateral / 2 - np.where(known, bend, 0.0)) / t_sigma),
+                ],
+            ),
+            (
+                lateral / slip,
+                [
+                    (k + 1, cos_m / slip),
+                    (k, -cos_m / slip),
+                    (k + 1 + n, -sin_m / slip),
+                    (k + n, sin_m / slip),
+                    (k + 2 * n, -along / 2 / slip),
+                    (k + 1 + 2 * n, -along / 2 / slip),
+                ],
+            ),
+        ]
+
+    def _lanes(self, v: FloatArray) -> _Block:
+        x, y, _, _, _ = self.unpack(v)
+        lane, n, sigma = self.lanes, self.n, self.s.lane_sigma_m
+        distance = lane.nx * (x[lane.k] - lane.x) + lane.ny * (y[lane.k] - lane.y)
+        return distance / sigma, [(lane.k, lane.nx / sigma), (lane.k + n, lane.ny / sigma)]
+
+
+def solve(obs: Observed, edges: Edges, lanes: Lanes, settings: GraphSettings) -> FloatArray:
+    """Refined (x, y, heading) per frame, as an (n, 3) array.
+
+    Gauss-Newton with iteratively reweighted residuals (soft L1 beyond `robust_scale`): the
+    problem is nearly linear, so a few sparse solves converge."""
+    graph = _Graph(obs, edges, lanes, settings)
+    n = obs.x.size
+    v = np.concatenate([obs.x, obs.y, obs.heading_rad, np.zeros(2 * n)])
+    damping = identity(5 * n, format="csr") * 1e-9
+    for _ in range(MAX_ITERATIONS):
+        residuals, jac = graph.linearise(v)
+        weights = 1 / np.sqrt(1 + (residuals / settings.robust_scale) ** 2)
+        weighted = jac.multiply(weights[:, np.newaxis]).tocsr()
+        step = spsolve((jac.T @ weighted + damping).tocsc(), -(weighted.T @ residuals))
+        v = v + step
+        if float(np.max(np.abs(step))) < CONVERGED_M:
+            break
+    x, y, h, _, _ = graph.unpack(v)
+    return np.stack([x, y, np.mod(h, 2 * np.pi)], axis=1)

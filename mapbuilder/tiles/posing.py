@@ -1,0 +1,209 @@
+"""Poses of matched frames in the catalog, and the imagery tiles they make dirty.
+
+`update_poses` stores each frame's pose (or the reason it has none) and marks the top-zoom tiles
+under every footprint that appeared, moved or went away: a sequence matched again with a later
+batch usually changes only its last few seconds, so only their tiles are rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from ingest.catalog import Frame, FrameState, utcnow
+from ingest.db import Catalog
+from ingest.states import SequenceKey
+from mapbuilder.camera import Calibration
+from mapbuilder.catalog import FrameMatch
+from mapbuilder.settings import MatchSettings
+from mapbuilder.tiles.bev import BevSettings, FramePose, FrameProjector
+from mapbuilder.tiles.catalog import FramePoseRow, PoseSkip, TileRow
+from mapbuilder.tiles.context import IMAGERY, TileContext
+from mapbuilder.tiles.dirty import Block, block_of, dialect_insert, mark_dirty
+from mapbuilder.tiles.mercator import Tile
+from mapbuilder.tiles.poses import CatalogPose, PoseRefiner, Poses, poses_for
+
+# The footprint of a frame depends on the BEV settings only, not on the camera.
+_FOOTPRINT_CAMERA = Calibration()
+_ID_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PoseUpdate:
+    """What `update_poses` did: frames posed and skipped (by reason), tiles and blocks dirtied."""
+
+    posed: int
+    skipped: dict[str, int]
+    tiles_marked: int
+    blocks: list[Block]
+
+
+def update_poses(
+    ctx: TileContext, keys: Sequence[SequenceKey], *, refine: PoseRefiner | None = None
+) -> PoseUpdate:
+    """Pose the matched frames of these sequences and mark the tiles whose frames changed."""
+    poses = poses_for(
+        ctx.catalog,
+        keys,
+        max_offroad_m=ctx.settings.max_offroad_m,
+        options=MatchSettings().sequence_options(),
+        refine=refine,
+    )
+    now = utcnow()
+    with ctx.catalog.session() as session:
+        touched = _store_poses(session, poses, ctx.bev, now)
+        marked = mark_dirty(session, IMAGERY, touched, now)
+    skipped: dict[str, int] = {}
+    for skip in poses.skipped:
+        skipped[skip.reason] = skipped.get(skip.reason, 0) + 1
+    blocks = sorted({block_of(t, ctx.settings.block_tiles) for t in touched})
+    return PoseUpdate(len(poses.posed), skipped, marked, blocks)
+
+
+def footprint_tiles(pose: FramePose, bev: BevSettings) -> list[Tile]:
+    """Top-zoom tiles the ground a frame contributes can touch."""
+    return FrameProjector(_FOOTPRINT_CAMERA, bev).tiles(pose)
+
+
+def _store_poses(session: Session, poses: Poses, bev: BevSettings, now: datetime) -> set[Tile]:
+    """Upsert poses and skips; return the tiles under every footprint that appeared, moved or
+    went away (a re-matched sequence usually changes only its last few seconds)."""
+    ids = [p.frame_id for p in poses.posed] + [s.frame_id for s in poses.skipped]
+    old = _existing_poses(session, ids)
+    touched: set[Tile] = set()
+    changed = []
+    for posed in poses.posed:
+        row = old.get(posed.frame_id)
+        if row is not None and _same_pose(row, posed):
+            continue
+        if row is not None:
+            touched.update(footprint_tiles(_pose_of(row, posed.pose.time_s), bev))
+        touched.update(footprint_tiles(posed.pose, bev))
+        changed.append(_pose_values(posed, now))
+    _upsert_poses(session, changed)
+    gone = [skip.frame_id for skip in poses.skipped if skip.frame_id in old]
+    for frame_id in gone:
+        touched.update(footprint_tiles(_pose_of(old[frame_id], 0.0), bev))
+    _delete_poses(session, gone)
+    _replace_skips(session, poses, now)
+    return touched
+
+
+def _upsert_poses(session: Session, rows: list[dict[str, object]]) -> None:
+    """Insert or replace pose rows (two tasks posing one sequence at once must not collide)."""
+    if not rows:
+        return
+    table = FramePoseRow.__table__
+    statement = dialect_insert(session)(table)
+    columns = ("lon", "lat", "heading_deg", "camera_id", "source", "computed_at")
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["frame_id"],
+            set_={name: statement.excluded[name] for name in columns},
+        ),
+        rows,
+    )
+
+
+def _delete_poses(session: Session, frame_ids: list[str]) -> None:
+    for start in range(0, len(frame_ids), _ID_CHUNK):
+        chunk = frame_ids[start : start + _ID_CHUNK]
+        session.execute(delete(FramePoseRow).where(FramePoseRow.frame_id.in_(chunk)))
+
+
+def _existing_poses(session: Session, frame_ids: list[str]) -> dict[str, FramePoseRow]:
+    """The stored poses of these frames, by frame id."""
+    found: dict[str, FramePoseRow] = {}
+    for start in range(0, len(frame_ids), _ID_CHUNK):
+        chunk = frame_ids[start : start + _ID_CHUNK]
+        rows = session.scalars(select(FramePoseRow).where(FramePoseRow.frame_id.in_(chunk)))
+        found.update({row.frame_id: row for row in rows})
+    return found
+
+
+def _same_pose(row: FramePoseRow, posed: CatalogPose) -> bool:
+    pose = posed.pose
+    return (row.lon, row.lat, row.heading_deg, row.camera_id, row.source) == (
+        pose.lon,
+        pose.lat,
+        pose.heading_deg,
+        posed.camera_id,
+        posed.source,
+    )
+
+
+def _pose_of(row: FramePoseRow, time_s: float) -> FramePose:
+    return FramePose(row.lon, row.lat, row.heading_deg, time_s)
+
+
+def _pose_values(posed: CatalogPose, now: datetime) -> dict[str, object]:
+    pose = posed.pose
+    return {
+        "frame_id": posed.frame_id,
+        "lon": pose.lon,
+        "lat": pose.lat,
+        "heading_deg": pose.heading_deg,
+        "camera_id": posed.camera_id,
+        "source": posed.source,
+        "computed_at": now,
+    }
+
+
+def _replace_skips(session: Session, poses: Poses, now: datetime) -> None:
+    """Skip rows for the skipped frames (replaced), none for the posed ones (a reason can go)."""
+    posed = [p.frame_id for p in poses.posed]
+    for start in range(0, len(posed), _ID_CHUNK):
+        chunk = posed[start : start + _ID_CHUNK]
+        session.execute(delete(PoseSkip).where(PoseSkip.frame_id.in_(chunk)))
+    if not poses.skipped:
+        return
+    statement = dialect_insert(session)(PoseSkip.__table__)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["frame_id"],
+            set_={name: statement.excluded[name] for name in ("reason", "detail", "recorded_at")},
+        ),
+        [
+            {"frame_id": s.frame_id, "reason": s.reason, "detail": s.detail, "recorded_at": now}
+            for s in poses.skipped
+        ],
+    )
+
+
+def pending_sequences(catalog: Catalog) -> list[SequenceKey]:
+    """Sequences with matched, accepted frames that have neither a pose nor a skip reason yet."""
+    with catalog.session() as session:
+        rows = session.execute(
+            select(Frame.device_id, Frame.sequence_id)
+            .distinct()
+            .join(FrameMatch, FrameMatch.frame_id == Frame.frame_id)
+            .outerjoin(FramePoseRow, FramePoseRow.frame_id == Frame.frame_id)
+            .outerjoin(PoseSkip, PoseSkip.frame_id == Frame.frame_id)
+            .where(
+                Frame.state == FrameState.ACCEPTED,
+                FramePoseRow.frame_id.is_(None),
+                PoseSkip.frame_id.is_(None),
+            )
+            .order_by(Frame.device_id, Frame.sequence_id)
+        ).all()
+    return [(device, sequence) for device, sequence in rows]
+
+
+def mark_everything(ctx: TileContext) -> int:
+    """Mark every top-zoom tile of the layer dirty: those built and those any posed frame
+    touches (`--all`: after a change of settings, rebuild it all)."""
+    tiles: set[Tile] = set()
+    with ctx.catalog.session() as session:
+        for lon, lat, heading in session.execute(
+            select(FramePoseRow.lon, FramePoseRow.lat, FramePoseRow.heading_deg)
+        ):
+            tiles.update(footprint_tiles(FramePose(lon, lat, heading, 0.0), ctx.bev))
+        built = session.execute(
+            select(TileRow.x, TileRow.y).where(TileRow.layer == IMAGERY, TileRow.z == ctx.bev.zoom)
+        )
+        tiles.update((ctx.bev.zoom, x, y) for x, y in built)
+        return mark_dirty(session, IMAGERY, tiles, utcnow())

@@ -1,0 +1,243 @@
+"""Pose refinement beyond raw GNSS: `refine_poses` for one sequence, `refine_sequences` for
+several drives over the same roads.
+
+1. Every frame's ground is resampled onto a camera-fixed grid (`register.GroundViewer`) and
+   registered against the next frames of its sequence, starting from the GNSS step; pairs that
+   pass the gates become edges of the pose graph (`constraints.sequence_edges`).
+2. Lane lines the map matcher implies (a matched segment's centreline offset to the lane the
+   vehicle drove in) anchor frames sideways where one lies within `lane_search_m` of the GNSS
+   position and runs within `lane_max_angle_deg` of its heading.
+3. The pose graph (`posegraph.solve`) fuses registration, GNSS with a drifting bias, heading,
+   the distance driven and the lanes; positions go back to WGS84.
+4. With several sequences, each is refined alone first; then frames of later sequences are
+   registered with the nearest frames of earlier ones (`constraints.cross_edges`) and all are
+   solved together, so the drives agree with each other and their GNSS biases average out.
+
+One drive cannot remove its own correlated GNSS bias along the road: registration fixes the
+track's shape to centimetres, lanes fix it sideways, a turn (where the crossing road is
+sideways) and the distance driven carry that along; on a long straight road only GNSS, or
+other drives, say where along it the imagery belongs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mapbuilder.camera import CameraLike
+from mapbuilder.errors import MapError
+from mapbuilder.geo import LocalFrame
+from mapbuilder.tiles.bev import FramePose
+from mapbuilder.tiles.build import PosedFrame
+from mapbuilder.tiles.constraints import (
+    Gates,
+    LaneLine,
+    cross_edges,
+    lane_constraints,
+    sequence_edges,
+)
+from mapbuilder.tiles.posegraph import Edges, GraphSettings, Observed, solve
+from mapbuilder.tiles.register import GroundGrid, GroundViewer
+
+FloatArray = NDArray[np.float64]
+__all__ = [
+    "Drive",
+    "LaneLine",
+    "RefineSettings",
+    "RefinedPoses",
+    "refine_poses",
+    "refine_sequences",
+]
+
+
+class PoseRefinementError(MapError):
+    """A sequence that cannot be refined: too few frames, times that do not increase, or
+    per-frame values that do not match the frames."""
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """How frames are registered and lanes found; the graph's weights are in `graph`."""
+
+    grid: GroundGrid = field(default_factory=GroundGrid)
+    graph: GraphSettings = field(default_factory=GraphSettings)
+    gates: Gates = field(default_factory=Gates)
+    lane_search_m: float = 6.0
+    lane_max_angle_deg: float = 30.0
+    lane_end_margin_m: float = 4.0
+    # Frames further apart in time are not linked by motion or GNSS bias (a stitched sequence
+    # may hold a pause in which the car went anywhere); keyframes by distance at a red light
+    # are half a minute apart.
+    max_gap_s: float = 90.0
+
+
+@dataclass(frozen=True)
+class Drive:
+    """One sequence's frames (time order, GNSS poses in `frame.pose`) with, per frame where
+    known, the receiver's HDOP and the distance driven since the first frame (Doppler speed
+    integrated over the fixes, or an odometer)."""
+
+    frames: Sequence[PosedFrame]
+    hdop: Sequence[float | None] | None = None
+    travelled_m: Sequence[float | None] | None = None
+
+
+@dataclass(frozen=True)
+class RefinedPoses:
+    """One sequence's refined poses (same order as its frames) and what went into them;
+    `cross_pairs_used` and `seconds` are for the whole call."""
+
+    poses: list[FramePose]
+    pairs_tried: int
+    pairs_used: int
+    frames_on_lanes: int
+    cross_pairs_used: int
+    seconds: float
+
+
+def refine_poses(
+    frames: Sequence[PosedFrame],
+    calibration: CameraLike,
+    *,
+    lanes: Sequence[LaneLine] = (),
+    hdop: Sequence[float | None] | None = None,
+    travelled_m: Sequence[float | None] | None = None,
+    settings: RefineSettings | None = None,
+) -> RefinedPoses:
+    """Poses of one sequence's frames (time order, GNSS poses in `frame.pose`) refined by
+    registering their bird's-eye views, fused with GNSS (weighted by `hdop` where given), the
+    distance driven since the first frame (`travelled_m`, where given) and snapped sideways to
+    `lanes`. Each frame is decoded once."""
+    drive = Drive(frames, hdop, travelled_m)
+    return refine_sequences([drive], calibration, lanes=lanes, settings=settings)[0]
+
+
+def refine_sequences(
+    drives: Sequence[Drive],
+    calibration: CameraLike,
+    *,
+    lanes: Sequence[LaneLine] = (),
+    settings: RefineSettings | None = None,
+) -> list[RefinedPoses]:
+    """Each drive's poses refined as `refine_poses` does, then, with more than one drive, all
+    together with registrations between drives. One camera for all (one device's drives)."""
+    s = settings or RefineSettings()
+    started = time.perf_counter()
+    for drive in drives:
+        _check(drive.frames)
+    frames = [f for drive in drives for f in drive.frames]
+    local = LocalFrame(frames[0].pose.lon, frames[0].pose.lat)
+    observed = _observed(drives, local, s.max_gap_s)
+    viewer = GroundViewer(calibration, s.grid)
+    within, tried = _within_edges(drives, viewer, observed, s.gates)
+    lanes_found = lane_constraints(
+        lanes,
+        local,
+        observed,
+        search_m=s.lane_search_m,
+        max_angle_deg=s.lane_max_angle_deg,
+        end_margin_m=s.lane_end_margin_m,
+    )
+    refined = solve(observed, _joined(within), lanes_found, s.graph)
+    cross = _joined([])
+    if len(drives) > 1:
+        labels = np.repeat(np.arange(len(drives)), [len(d.frames) for d in drives])
+        cross, _ = cross_edges(frames, labels, refined, viewer, s.gates)
+        refined = solve(observed, _joined([*within, cross]), lanes_found, s.graph)
+    lon, lat = local.to_wgs84(refined[:, 0], refined[:, 1])
+    poses = [
+        FramePose(float(lo), float(la), math.degrees(float(h)) % 360.0, f.pose.time_s)
+        for lo, la, h, f in zip(lon, lat, refined[:, 2], frames, strict=True)
+    ]
+    seconds = time.perf_counter() - started
+    results, start = [], 0
+    for drive, edges, count in zip(drives, within, tried, strict=True):
+        end = start + len(drive.frames)
+        anchored = int(np.count_nonzero((lanes_found.k >= start) & (lanes_found.k < end)))
+        results.append(
+            RefinedPoses(
+                poses[start:end], count, int(edges.i.size), anchored, int(cross.i.size), seconds
+            )
+        )
+        start = end
+    return results
+
+
+def _observed(drives: Sequence[Drive], local: LocalFrame, max_gap_s: float) -> Observed:
+    """What the receivers said, all drives one after another, labelled by part (`_parts`)."""
+    frames = [f for drive in drives for f in drive.frames]
+    x, y = local.to_local(
+        np.array([f.pose.lon for f in frames]), np.array([f.pose.lat for f in frames])
+    )
+    return Observed(
+        x,
+        y,
+        np.radians([f.pose.heading_deg for f in frames]),
+        np.array([f.pose.time_s for f in frames]),
+        np.concatenate([_values(d.hdop, len(d.frames), 1.0) for d in drives]),
+        np.concatenate([_values(d.travelled_m, len(d.frames), np.nan) for d in drives]),
+        _parts(drives, max_gap_s),
+    )
+
+
+def _parts(drives: Sequence[Drive], max_gap_s: float) -> NDArray[np.int64]:
+    """A label per frame: a new one for each drive and after each pause longer than
+    `max_gap_s` (the car may have driven anywhere meanwhile: no sideslip or bias link)."""
+    labels, label = [], 0
+    for drive in drives:
+        times = np.array([f.pose.time_s for f in drive.frames])
+        breaks = np.concatenate([[0], np.cumsum(np.diff(times) > max_gap_s)])
+        labels.append(label + breaks)
+        label += int(breaks[-1]) + 1
+    return np.concatenate(labels).astype(np.int64)
+
+
+def _within_edges(
+    drives: Sequence[Drive], viewer: GroundViewer, observed: Observed, gates: Gates
+) -> tuple[list[Edges], list[int]]:
+    """Each drive's own registrations (indices into all frames) and how many were tried."""
+    edges, tried, offset = [], [], 0
+    for drive in drives:
+        found, count = sequence_edges(drive.frames, viewer, observed, gates, offset)
+        edges.append(found)
+        tried.append(count)
+        offset += len(drive.frames)
+    return edges, tried
+
+
+def _joined(parts: Sequence[Edges]) -> Edges:
+    """Edge arrays of several parts as one."""
+    if not parts:
+        empty = np.zeros(0)
+        return Edges(np.zeros(0, np.int64), np.zeros(0, np.int64), empty, empty, empty)
+    return Edges(
+        *(np.concatenate([getattr(p, name) for p in parts]) for name in Edges.__dataclass_fields__)
+    )
+
+
+def _values(given: Sequence[float | None] | None, count: int, missing: float) -> FloatArray:
+    """Per-frame values as an array, `missing` where not given."""
+    if given is not None and len(given) != count:
+        msg = f"got {len(given)} per-frame values for {count} frames: pass one per frame (None where unknown)"
+        raise PoseRefinementError(msg)
+    return np.array([missing if v is None else float(v) for v in (given or [None] * count)])
+
+
+def _check(frames: Sequence[PosedFrame]) -> None:
+    """At least two frames, in strictly increasing time."""
+    if len(frames) < 2:
+        msg = f"pose refinement needs a sequence of at least 2 frames, got {len(frames)}"
+        raise PoseRefinementError(msg)
+    times = np.array([f.pose.time_s for f in frames])
+    if np.any(np.diff(times) <= 0):
+        k = int(np.flatnonzero(np.diff(times) <= 0)[0])
+        msg = (
+            f"frame times must increase along a sequence: frame {frames[k + 1].frame_id} is not "
+            f"later than {frames[k].frame_id}; sort the frames or split the sequence"
+        )
+        raise PoseRefinementError(msg)

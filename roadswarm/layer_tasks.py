@@ -1,0 +1,50 @@
+"""Celery task of the coverage and freshness layers (queue `tiles`): a thin wrapper around
+`mapbuilder.layers.build`, here in the composition layer because the reward weights it draws come
+from `rewards`, which `mapbuilder` must not import.
+
+`layers.update` marks the tiles of the segments that matched sequences lie on and builds every
+dirty coverage and freshness tile. `layers.refresh` (hourly, from the scheduler) does the same for
+the segments whose captures crossed a freshness colour's age bound. Both are idempotent: run twice,
+the second run finds nothing dirty (or rebuilds identical bytes and writes nothing).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+
+from ingest.catalog import utcnow
+from ingest.queues import LAYERS_REFRESH_EVERY_S, LAYERS_REFRESH_TASK, LAYERS_UPDATE_TASK
+from ingest.tasks import RETRY, worker_context
+from mapbuilder.layers.marking import mark_segments_dirty, segments_of_sequences
+from roadswarm.map_layers import build_layers, refresh_aged
+
+# Below z14 a tile spans kilometres and hundreds of segments: rebuilding it after every matched
+# batch would cost far more than the batch. Those marks wait for the hourly `layers.refresh`.
+EAGER_MIN_ZOOM = 14
+
+
+def update_layers_job(keys: list[list[str]]) -> dict[str, Any]:
+    """Mark the layer tiles of these (device_id, sequence_id) sequences and build what is dirty
+    from EAGER_MIN_ZOOM up."""
+    context = worker_context()
+    now = utcnow()
+    segments = segments_of_sequences(context.catalog, [(d, s) for d, s in keys])
+    marked = mark_segments_dirty(context.catalog, segments, now=now) if segments else {}
+    result = build_layers(context.catalog, context.store, now=now, min_zoom=EAGER_MIN_ZOOM)
+    return {"segments": len(segments), "marked": marked, "written": result.written}
+
+
+def refresh_layers_job() -> dict[str, Any]:
+    """Rebuild the tiles of segments whose captures aged into the next freshness colour since
+    the previous run (the window overlaps it twice over: a late or missed run loses nothing)."""
+    context = worker_context()
+    window = timedelta(seconds=2 * LAYERS_REFRESH_EVERY_S)
+    result = refresh_aged(context.catalog, context.store, now=utcnow(), window=window)
+    return {"marked": result.marked, "written": result.written}
+
+
+update_layers_task = shared_task(name=LAYERS_UPDATE_TASK, **RETRY)(update_layers_job)
+refresh_layers_task = shared_task(name=LAYERS_REFRESH_TASK, **RETRY)(refresh_layers_job)
