@@ -106,7 +106,9 @@ def timed_run(url: str, store_dir: Path, processes: int) -> tuple[float, float, 
             blocks = dirty_blocks(session, IMAGERY, 21, ctx.settings.block_tiles)
     finally:
         catalog.dispose()
-    context = multiprocessing.get_context("fork")
+    # Spawned, not forked: this process has threads (tqdm's monitor, OpenCV's and onnxruntime's
+    # pools), and a child forked while one of them held a lock hangs in its initializer.
+    context = multiprocessing.get_context("spawn")
     with context.Pool(processes, initializer=_open, initargs=(url, str(store_dir))) as pool:
         pool.map(abs, range(processes))  # every process started and initialised
         started = time.perf_counter()
