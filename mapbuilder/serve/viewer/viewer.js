@@ -133,6 +133,10 @@ async function start() {
   window.roadswarmMap = map;  // for tests and the browser console
   wireControls(map);
   map.on("load", () => loadFrames(map));
+  // Seen in Chromium: now and then 'load' has passed before the frames were asked for (the
+  // inline style needs no download). The first 'idle' comes after the first tiles either way;
+  // asking twice is harmless.
+  map.once("idle", () => loadFrames(map));
 }
 
 start().catch((error) => status(error.message));
