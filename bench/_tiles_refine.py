@@ -4,14 +4,15 @@ errors against the truth: the pose-refinement side of bench_tiles.
 Realistic error (issue 7): the simulator's receiver model re-run over the drive's true
 trajectory with 3 m of correlated error (Gauss-Markov, 30 s) plus its white jitter, and a 2°
 correlated heading error added to the receiver's course; one seed per run. Lane lines are the
-driven segments' centrelines (the route in truth.json, standing in for a correct map match)
-shifted to the right-hand lane's centre as the simulator places it.
+driven segments' lane centres as the pipeline derives them from matched segments
+(`mapbuilder.tiles.lanes`), the route in truth.json standing in for a correct map match.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from numpy.typing import NDArray
 from edge.gnss.fix import Fix
 from edge.track import Track
 from mapbuilder.tiles.bev import FramePose
+from mapbuilder.tiles.lanes import MatchedRoad
+from mapbuilder.tiles.lanes import lane_lines as pipeline_lane_lines
 from mapbuilder.tiles.refine import LaneLine
 from roadswarm.sim.drive import GROUND_ALTITUDE_M
 from roadswarm.sim.gnss import GnssOptions, simulate_fixes
@@ -33,11 +36,22 @@ HEADING_SIGMA_DEG = 2.0
 CORRELATION_S = 30.0
 
 
+@dataclass(frozen=True)
+class Reported:
+    """What a receiver with realistic error reports at each keyframe: the pose, its HDOP, the
+    Doppler speed, and the distance driven since the first keyframe (the speed integrated over
+    every fix)."""
+
+    poses: list[FramePose]
+    hdop: list[float | None]
+    speed_mps: list[float]
+    travelled_m: list[float | None]
+
+
 def realistic_poses(
     world: World, drive_dir: Path, frames: list[dict[str, Any]], seed: int
-) -> tuple[list[FramePose], list[float | None], list[float | None]]:
-    """Per keyframe, the pose a receiver with realistic error gives, its HDOP, and the distance
-    driven since the first keyframe (the receiver's Doppler speed integrated over its fixes)."""
+) -> Reported:
+    """Per keyframe, what a receiver with realistic error reports (one seed per run)."""
     truth = json.loads((drive_dir / "truth.json").read_text())
     samples = truth["frames"]
     t = np.array([f["t_s"] for f in samples])
@@ -64,12 +78,13 @@ def realistic_poses(
     times = np.array([start.timestamp() + f["t_s"] for f in frames])
     heading_error = _gauss_markov(times, HEADING_SIGMA_DEG, np.random.default_rng(seed + 7919))
     poses = track.poses(times)
-    return (
+    return Reported(
         [
             FramePose(p.lon, p.lat, (p.heading_deg + e) % 360.0, p.t_s)
             for p, e in zip(poses, heading_error, strict=True)
         ],
         [p.hdop for p in poses],
+        [p.speed_mps for p in poses],
         list(_travelled(track, times).tolist()),
     )
 
@@ -96,29 +111,22 @@ def _gauss_markov(times: FloatArray, sigma: float, rng: np.random.Generator) -> 
 
 
 def lane_lines(world: World, drive_dir: Path) -> list[LaneLine]:
-    """The driven segments' right-hand lane centres, in WGS84."""
+    """The lane lines the pipeline derives (`mapbuilder.tiles.lanes`) from the driven segments,
+    the route in truth.json standing in for a correct map match."""
     route = json.loads((drive_dir / "truth.json").read_text())["route"]
-    roads = {road.segment_id: road for road in world.roads}
-    lines = []
-    for step in route:
-        road = roads[step["segment_id"]]
-        xy = np.array(road.xy, np.float64)
-        if step["direction"] == "backward":
-            xy = xy[::-1]
-        lane_w = road.width_m / road.lanes
-        offset = 0.0 if road.oneway and road.lanes == 1 else road.width_m / 2 - lane_w / 2
-        shifted = _offset_right(xy, offset)
-        lon, lat = world.frame.to_wgs84(shifted[:, 0], shifted[:, 1])
-        lines.append(LaneLine(tuple(lon.tolist()), tuple(lat.tolist())))
-    return lines
-
-
-def _offset_right(xy: FloatArray, offset_m: float) -> FloatArray:
-    """A polyline moved `offset_m` to its right (vertex normals averaged over both sides)."""
-    tangent = np.gradient(xy, axis=0)
-    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
-    right = np.stack([tangent[:, 1], -tangent[:, 0]], axis=1)
-    return xy + right * offset_m
+    roads = {road.segment_id: road for road in world.segments}
+    driven = [
+        MatchedRoad(
+            step["segment_id"],
+            step["direction"],
+            roads[step["segment_id"]].lonlat,
+            roads[step["segment_id"]].oneway,
+            roads[step["segment_id"]].lanes,
+            roads[step["segment_id"]].width_m,
+        )
+        for step in route
+    ]
+    return pipeline_lane_lines(driven)
 
 
 def pose_errors(

@@ -4,8 +4,10 @@
    the TileStore into a local object store, so both servers read the very same files.
 2. nginx (Debian's, installed if missing) serves the store's folder as static files on a loopback
    port with `--workers` worker processes; `roadswarm serve --workers` serves the API twice: with
-   the layer public (no key: the tile path alone) and keyed (API key checked, token bucket spent and
-   usage metered in the SQLite catalog on every request).
+   the layer public (no key: the tile path alone) and keyed (API key checked, a rate-limit token
+   spent and the tile metered on every request: in each process's memory, with the SQLite catalog
+   written once per block of tokens and once a second for the usage). After the keyed run the
+   server is stopped and the usage in the catalog is compared with the tiles wrk received.
 3. wrk (Debian's, installed if missing; 2 threads) requests the tiles round-robin, first for a
    3 s warm-up that fills each worker's tile cache, then for `--duration-s` at 50 and at 200
    connections; requests/s and p50/p99 latency, median of
@@ -43,7 +45,8 @@ from PIL import Image
 from bench._common import verdict
 from ingest.db import Catalog
 from ingest.storage import LocalObjectStore
-from mapbuilder.serve.keys import create_key
+from mapbuilder.serve.keys import authenticate, create_key
+from mapbuilder.serve.usage import usage_of
 from mapbuilder.tiles.mercator import Tile
 from mapbuilder.tiles.store import TileStore
 from roadswarm.api_server import free_port
@@ -207,6 +210,7 @@ def wrk(url: str, connections: int, duration_s: int, env: dict[str, str]) -> dic
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
+        "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _ms(re.search(r"\s50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
         "p99_ms": _ms(re.search(r"\s99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
@@ -224,13 +228,15 @@ def check_serves(url: str, path: str, store: LocalObjectStore, env: dict[str, st
 
 def measure(
     url: str, args: argparse.Namespace, env: dict[str, str]
-) -> dict[str, dict[str, object]]:
-    """Median figures of `args.repeats` runs at each connection count."""
+) -> tuple[dict[str, dict[str, object]], int]:
+    """Median figures of `args.repeats` runs at each connection count, and how many answers wrk
+    received in all (warm-up included)."""
     # Warm-up, not counted: every tile once into each worker's cache ("cached tile requests").
-    wrk(url, CONNECTIONS[0], WARM_UP_S, env)
+    answered = wrk(url, CONNECTIONS[0], WARM_UP_S, env)["requests"]
     results: dict[str, dict[str, object]] = {}
     for connections in CONNECTIONS:
         runs = [wrk(url, connections, args.duration_s, env) for _ in range(args.repeats)]
+        answered += sum(r["requests"] for r in runs)
         results[str(connections)] = {
             "rps": round(statistics.median(r["rps"] for r in runs), 1),
             "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
@@ -241,7 +247,7 @@ def measure(
         }
         if results[str(connections)]["non_2xx"]:
             sys.exit(f"{url} answered errors under load: {results[str(connections)]}")
-    return results
+    return results, int(answered)
 
 
 def run(args: argparse.Namespace, root: Path) -> dict[str, object]:
@@ -270,15 +276,29 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, object]:
     command, url = nginx(root, store.root, args.workers)
     with running(command, url):
         check_serves(url, paths[0], store, base)
-        report["nginx"] = measure(url, args, base)
+        report["nginx"], _ = measure(url, args, base)
     command, url = roadswarm(args.workers)
     with running(command, url, {**served, "ROADSWARM_SERVE_PUBLIC_LAYERS": "imagery"}):
         check_serves(url, paths[0], store, base)
-        report["roadswarm_public"] = measure(url, args, base)
+        report["roadswarm_public"], _ = measure(url, args, base)
     command, url = roadswarm(args.workers)
     with running(command, url, served):
-        report["roadswarm_keyed"] = measure(url, args, {**base, "API_KEY": key})
+        report["roadswarm_keyed"], answered = measure(url, args, {**base, "API_KEY": key})
+    report["keyed_metering"] = metering(database, key, answered)
     return report
+
+
+def metering(database: str, key: str, answered: int) -> dict[str, int]:
+    """Tiles wrk received against tiles the stopped server metered: none may be missing (a few
+    more are fine: requests still in flight when wrk stopped were served but not counted)."""
+    catalog = Catalog.connect(database, migrate_schema=False)
+    try:
+        metered = sum(day.tiles for day in usage_of(catalog, authenticate(catalog, key).key_id))
+    finally:
+        catalog.dispose()
+    if metered < answered:
+        sys.exit(f"usage lost: wrk received {answered} keyed tiles, {metered} were metered")
+    return {"answered": answered, "metered": metered}
 
 
 def summary(report: dict[str, object]) -> None:
@@ -294,6 +314,11 @@ def summary(report: dict[str, object]) -> None:
             if name != "nginx" and connections == "200":
                 line += f"  (>= {THROUGHPUT_TARGET}: {verdict(ratio >= THROUGHPUT_TARGET)}, p99 <= {P99_TARGET_MS:g} ms: {verdict(f['p99_ms'] <= P99_TARGET_MS)})"
             print(line)
+    metered = report["keyed_metering"]
+    assert isinstance(metered, dict)
+    print(
+        f"keyed metering: {metered['answered']} tiles received by wrk, {metered['metered']} metered"
+    )
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 1. The Helsinki world and a `--minutes` drive at `--resolution` (as `bench_tiles`, made once in
    `--workdir`); its keyframes every 4 m of true travel become accepted catalog frames (SQLite,
    JPEGs in a local object store) with the drive's camera, matched by the real matcher and posed
-   by `mapbuilder.tiles.posing` (smoothed track, true positions: no GNSS error here).
+   by `mapbuilder.tiles.posing` (true positions: no GNSS error here; refined, as the workers
+   pose; posing is not timed).
 2. Each run marks every z21 tile dirty and hands the dirty blocks to a pool of N processes, one
    block at a time (as Celery workers with prefetch 1 take them), each running the task's plain
    function `build_block` (read frames, stitch, encode WebP, write the store, record the catalog).
@@ -42,8 +43,8 @@ from ingest.storage import LocalObjectStore
 from mapbuilder.tiles.context import IMAGERY, TileContext
 from mapbuilder.tiles.dirty import Block, dirty_blocks
 from mapbuilder.tiles.pipeline import build_block
-from mapbuilder.tiles.posing import mark_everything, update_poses
-from tests.tile_helpers import calibration_of, keyframes, match, seed_drive, store_world_roads
+from mapbuilder.tiles.posing import mark_everything
+from tests.tile_helpers import keyframes, pose_drive
 
 FPS_TARGET = 20.0
 SCALING_TARGET = 1.7
@@ -59,19 +60,8 @@ def seed(workdir: Path, args: argparse.Namespace) -> tuple[str, Path, int]:
     url, store_dir = f"sqlite:///{folder / 'catalog.sqlite3'}", folder / "store"
     catalog = Catalog.connect(url)
     try:
-        store_world_roads(catalog, world)
-        frames = keyframes(world, drive_dir)
         ctx = TileContext(catalog, LocalObjectStore(store_dir))
-        key = seed_drive(
-            catalog,
-            ctx.store,
-            frames,
-            device_id="bench",
-            sequence_id="drive",
-            camera=calibration_of(drive_dir),
-        )
-        match(catalog, [key])
-        update = update_poses(ctx, [key])
+        _, update = pose_drive(ctx, world, keyframes(world, drive_dir), drive_dir)
     finally:
         catalog.dispose()
     return url, store_dir, update.posed

@@ -4,6 +4,7 @@ ends of a trip or inside a privacy zone, and none too blurred or too dark to map
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +13,10 @@ import cv2
 import numpy as np
 import shapely
 from numpy.typing import NDArray
+from shapely.errors import ShapelyError
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity
 
 from edge.errors import EdgeError
 from edge.track import Pose
@@ -69,22 +72,66 @@ class PrivacyZones:
 
     @classmethod
     def read(cls, path: Path) -> PrivacyZones:
+        """The zones of a GeoJSON file of polygons; `PrivacyZoneError` for anything else, since
+        a zone that silently covers nothing would leave the driver's home unprotected."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes())
             features = data.get("features", [data]) if isinstance(data, dict) else []
-            shapes = [shape(f.get("geometry", f)) for f in features]
-        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            geometries = [f.get("geometry", f) for f in features]
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
             msg = f"cannot read privacy zones from {path} ({exc}): give a GeoJSON file of polygons"
             raise PrivacyZoneError(msg) from exc
-        if not shapes or any(s.geom_type not in {"Polygon", "MultiPolygon"} for s in shapes):
+        if not geometries:
             msg = (
                 f"{path} holds no polygons (only Polygon/MultiPolygon features mark privacy zones)"
             )
             raise PrivacyZoneError(msg)
+        shapes = [_zone(geometry, f"{path} feature {i}") for i, geometry in enumerate(geometries)]
         return cls(shapely.union_all(shapes))
+
+    @property
+    def geometry(self) -> BaseGeometry | None:
+        """The union of the zones (None: no zones)."""
+        return self._geometry
 
     def contains(self, lon: float, lat: float) -> bool:
         return self._geometry is not None and bool(shapely.contains_xy(self._geometry, lon, lat))
+
+
+def _zone(geometry: object, where: str) -> BaseGeometry:
+    """One feature's polygon, checked: readable, a non-empty valid polygon on the Earth."""
+    hint = "give Polygon/MultiPolygon geometries of [lon, lat] rings whose edges do not cross"
+    if not isinstance(geometry, dict):
+        msg = f"{where} has no geometry object: {hint}"
+        raise PrivacyZoneError(msg)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN coordinates, refused below
+            zone = shape(geometry)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, ShapelyError) as exc:
+        msg = f"{where} is not a readable GeoJSON geometry ({exc}): {hint}"
+        raise PrivacyZoneError(msg) from exc
+    problem = _zone_problem(zone)
+    if problem is not None:
+        msg = f"{where} {problem}: {hint}"
+        raise PrivacyZoneError(msg)
+    return zone
+
+
+def _zone_problem(zone: BaseGeometry) -> str | None:
+    """Why a geometry cannot be a privacy zone, or None."""
+    if zone.geom_type not in {"Polygon", "MultiPolygon"}:
+        return f"is a {zone.geom_type} and holds no polygons (only they mark privacy zones)"
+    if zone.is_empty:
+        return "is empty"
+    lon, lat = shapely.get_coordinates(zone).T
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        return "has coordinates that are not numbers"
+    if (np.abs(lon) > 180).any() or (np.abs(lat) > 90).any():
+        return "leaves the Earth (coordinates are [lon, lat] in degrees)"
+    if not zone.is_valid:
+        return f"is not a valid polygon ({explain_validity(zone)})"
+    return None
 
 
 def travelled(poses: list[Pose], stationary_below_mps: float) -> NDArray[np.float64]:

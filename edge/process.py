@@ -152,7 +152,9 @@ def process_recording(
     report.skipped["already in the spool"] += len(candidates) - len(todo)
     owner = {i: c for c in todo for i in range(c.frame_index, c.last_index + 1)}
     done: set[int] = set()
+    last_read = -1
     for index, frame in _frames(capture, set(owner), count):
+        last_read = index
         if progress is not None:
             progress(index + 1, count)
         candidate = owner[index]
@@ -174,10 +176,27 @@ def process_recording(
             continue
         report.keyframes += outcome
     capture.release()
+    lost = [c for c in todo if c.frame_index not in done]
+    if lost and last_read < max(owner):
+        _count_unread(report, spool, sequence_id, lost)
     if progress is not None:
         progress(count, count)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
+
+
+VIDEO_DAMAGED = "video unreadable from here on (damaged or cut short)"
+
+
+def _count_unread(
+    report: ProcessReport, spool: Spool, sequence_id: str, lost: list[Candidate]
+) -> None:
+    """Keyframes planned past the point where the video stopped decoding: counted and recorded,
+    never silently missing (the rest of the drive is kept)."""
+    report.skipped[VIDEO_DAMAGED] += len(lost)
+    first = min(c.frame_index for c in lost)
+    detail = f"{sequence_id}: the video stopped decoding before frame {first}; {len(lost)} keyframes not taken"
+    spool.record_event("video_damaged", detail)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ingest.catalog import Batch, Camera, Device, Frame, FrameState, Quarantine
@@ -139,21 +140,19 @@ def _add_cameras(session: Session, manifest: BatchManifest, now: datetime) -> No
     """Record the calibrations the manifest carries that the catalog does not know yet."""
     if not manifest.cameras:
         return
-    known = set(
-        session.scalars(
-            select(Camera.camera_id).where(Camera.camera_id.in_(list(manifest.cameras)))
-        )
-    )
-    for camera_id, calibration in sorted(manifest.cameras.items()):
-        if camera_id not in known:
-            session.add(
-                Camera(
-                    camera_id=camera_id,
-                    calibration=calibration.model_dump(mode="json"),
-                    first_seen=now,
-                )
-            )
-    session.flush()
+    rows = [
+        {
+            "camera_id": camera_id,
+            "calibration": calibration.model_dump(mode="json"),
+            "first_seen": now,
+        }
+        for camera_id, calibration in sorted(manifest.cameras.items())
+    ]
+    # ON CONFLICT, not look-then-add: devices sharing a camera model commit concurrently, and
+    # the second insert of one calibration failed the whole commit (found by the soak test).
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(Camera).on_conflict_do_nothing(index_elements=["camera_id"])
+    session.execute(statement, rows)
 
 
 def _add_frames(session: Session, manifest: BatchManifest, now: datetime) -> list[str]:

@@ -52,8 +52,9 @@ def register_device(
 ) -> tuple[DeviceInfo, bool]:
     """Record a device's key; return it and whether it is new. Registering again is harmless,
     but a revoked key stays revoked."""
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters.
     if enrollment_token and not hmac.compare_digest(
-        enrollment_token, registration.enrollment_token or ""
+        enrollment_token.encode(), (registration.enrollment_token or "").encode()
     ):
         msg = "this deployment needs an enrolment token to register a device: ask its operator"
         raise EnrollmentRefusedError(msg)

@@ -9,18 +9,51 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from ingest.errors import IngestError
 
 PROTOCOL_VERSION = 1
 SHA256_HEX = r"^[0-9a-f]{64}$"
+# The catalog's column limits: INTEGER for sequence indices, BIGINT for batch counters.
+MAX_INDEX = 2**31 - 1
+MAX_COUNTER = 2**63 - 1
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# No control characters (PostgreSQL cannot store NUL) and, since a pattern is checked, no lone
+# surrogates (no database can encode them).
+Label = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+
+
+def _within_range(value: datetime) -> datetime:
+    """A time the catalog can store and compare: between 1970 and 2200, in UTC."""
+    try:
+        inside = EARLIEST <= value.astimezone(UTC) < LATEST
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of range
+        inside = False
+    if not inside:
+        msg = f"{value.isoformat()} is not between {EARLIEST.year} and {LATEST.year} (UTC): set the clock from GNSS"
+        raise ValueError(msg)
+    return value
+
+
+ProtocolTime = Annotated[AwareDatetime, AfterValidator(_within_range)]
 
 
 class ProtocolError(IngestError):
@@ -32,7 +65,7 @@ class CameraCalibration(BaseModel):
     k1, k2, p1, p2, k3 distortion of a `width_px` x `height_px` image) and its mounting. Map tiles
     are projected with it; frames without one are kept but cannot be stitched."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     width_px: int = Field(gt=0, le=16_384)
     height_px: int = Field(gt=0, le=16_384)
@@ -56,20 +89,21 @@ def _canonical(data: Any) -> bytes:
 class FrameEntry(BaseModel):
     """One keyframe in a batch: its id (sha256 of the JPEG), size, and what it shows where."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Not a number or infinite: no reading a receiver gives, and it would poison scoring.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     frame_id: str = Field(pattern=SHA256_HEX)
     size_bytes: int = Field(gt=0, le=20_000_000)
-    capture_time: AwareDatetime
+    capture_time: ProtocolTime
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     altitude_m: float | None = None
     heading_deg: float = Field(ge=0, lt=360)
     speed_mps: float = Field(ge=0, le=100)
     hdop: float | None = Field(default=None, ge=0)
-    sequence_id: str = Field(min_length=1, max_length=200)
-    index: int = Field(ge=0)
-    model_versions: dict[str, str]
+    sequence_id: Label
+    index: int = Field(ge=0, le=MAX_INDEX)
+    model_versions: dict[Label, Label] = Field(max_length=16)
     # Which of the manifest's `cameras` took the frame (None: no calibration known).
     camera_id: str | None = Field(default=None, pattern=SHA256_HEX)
 
@@ -82,8 +116,8 @@ class BatchManifest(BaseModel):
 
     protocol: int = PROTOCOL_VERSION
     device_id: str = Field(pattern=SHA256_HEX)
-    counter: int = Field(ge=1)
-    created_at: AwareDatetime
+    counter: int = Field(ge=1, le=MAX_COUNTER)
+    created_at: ProtocolTime
     frames: list[FrameEntry] = Field(min_length=1, max_length=1000)
     cameras: dict[str, CameraCalibration] = Field(default_factory=dict, max_length=16)
 

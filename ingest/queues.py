@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery
 
 from ingest.errors import QueueConfigError
+from ingest.settings import QueueSettings
 
 INGEST_QUEUE = "ingest"
 AUDIT_QUEUE = "audit"
@@ -40,18 +41,11 @@ REWARDS_BINS_TASK = "rewards.refresh_bins"
 
 ALL_QUEUES = (INGEST_QUEUE, AUDIT_QUEUE, MATCH_QUEUE, TILES_QUEUE, REWARDS_QUEUE, SIM_QUEUE)
 
-# Redis redelivers a message not acknowledged within the visibility timeout. With late acks a task
-# that runs longer would be delivered again while still running, so the hard time limit stays
-# well below it.
-VISIBILITY_TIMEOUT_S = 3600
-TASK_TIME_LIMIT_S = 1800
-# The soft limit raises SoftTimeLimitExceeded inside the task first, so it can clean up.
-TASK_SOFT_TIME_LIMIT_S = 1740
 RESULT_EXPIRES_S = 24 * 3600
-RECONCILE_EVERY_S = 60.0
-TILES_SWEEP_EVERY_S = 300.0
-LAYERS_REFRESH_EVERY_S = 3600.0
-REWARDS_BINS_EVERY_S = 300.0
+# Kombu looks for messages abandoned past the visibility timeout every `interval x throttle`
+# seconds (100 s by default); a short timeout (tests) wants the check more often than that.
+RESTORE_CHECKS_PER_TIMEOUT = 20
+RESTORE_INTERVAL_MAX_S = 10
 
 
 def create_celery_app(
@@ -60,11 +54,13 @@ def create_celery_app(
     *,
     include: Sequence[str] = (),
     default_queue: str = INGEST_QUEUE,
+    settings: QueueSettings | None = None,
 ) -> Celery:
     """Build the Celery application used by every worker and every producer of tasks.
 
     `include` names the task modules a worker imports at start; an empty or missing
-    `result_backend` disables results. Raise `QueueConfigError` when `broker_url` is empty.
+    `result_backend` disables results; timings come from `settings` (default: the environment's).
+    Raise `QueueConfigError` when `broker_url` is empty.
     """
     if not broker_url:
         msg = (
@@ -73,12 +69,16 @@ def create_celery_app(
         )
         raise QueueConfigError(msg)
     app = Celery("roadswarm", broker=broker_url, backend=result_backend or None, include=[*include])
-    app.conf.update(reliable_config(default_queue))
+    app.conf.update(reliable_config(default_queue, settings or QueueSettings()))
     return app
 
 
-def reliable_config(default_queue: str = INGEST_QUEUE) -> dict[str, Any]:
+def reliable_config(
+    default_queue: str = INGEST_QUEUE, settings: QueueSettings | None = None
+) -> dict[str, Any]:
     """Celery settings for work that must not be lost when a worker dies mid-task."""
+    timing = settings or QueueSettings()
+    limit = timing.task_time_limit_s
     return {
         # Acknowledge after the task ran, and give the message back if the worker process died,
         # so a crash means "run again" (tasks are idempotent), never "lost".
@@ -99,33 +99,37 @@ def reliable_config(default_queue: str = INGEST_QUEUE) -> dict[str, Any]:
         "task_send_sent_event": True,
         "result_expires": RESULT_EXPIRES_S,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
-        "task_time_limit": TASK_TIME_LIMIT_S,
-        "task_soft_time_limit": TASK_SOFT_TIME_LIMIT_S,
+        "broker_transport_options": _transport_options(timing.visibility_timeout_s),
+        "task_time_limit": limit,
+        # The soft limit raises SoftTimeLimitExceeded inside the task first, so it can clean up.
+        "task_soft_time_limit": limit - max(1, min(60, limit // 10)),
         "timezone": "UTC",
         "enable_utc": True,
         # Run by the one worker started with `--beat`: re-queues what the broker lost, and
         # re-colours the freshness tiles whose captures aged.
         "beat_schedule": {
-            "reconcile": {
-                "task": RECONCILE_TASK,
-                "schedule": RECONCILE_EVERY_S,
-                "options": {"queue": INGEST_QUEUE, "expires": RECONCILE_EVERY_S},
-            },
-            "layers-refresh": {
-                "task": LAYERS_REFRESH_TASK,
-                "schedule": LAYERS_REFRESH_EVERY_S,
-                "options": {"queue": TILES_QUEUE, "expires": LAYERS_REFRESH_EVERY_S},
-            },
-            "rewards-bins": {
-                "task": REWARDS_BINS_TASK,
-                "schedule": REWARDS_BINS_EVERY_S,
-                "options": {"queue": REWARDS_QUEUE, "expires": REWARDS_BINS_EVERY_S},
-            },
-            "tiles-sweep": {
-                "task": TILES_SWEEP_TASK,
-                "schedule": TILES_SWEEP_EVERY_S,
-                "options": {"queue": TILES_QUEUE, "expires": TILES_SWEEP_EVERY_S},
-            },
+            "reconcile": _every(RECONCILE_TASK, INGEST_QUEUE, timing.reconcile_every_s),
+            "layers-refresh": _every(
+                LAYERS_REFRESH_TASK, TILES_QUEUE, timing.layers_refresh_every_s
+            ),
+            "rewards-bins": _every(REWARDS_BINS_TASK, REWARDS_QUEUE, timing.rewards_bins_every_s),
+            "tiles-sweep": _every(TILES_SWEEP_TASK, TILES_QUEUE, timing.tiles_sweep_every_s),
         },
+    }
+
+
+def _every(task: str, queue: str, seconds: float) -> dict[str, Any]:
+    """A beat entry; a run not started before the next one is due expires (never two queued)."""
+    return {"task": task, "schedule": seconds, "options": {"queue": queue, "expires": seconds}}
+
+
+def _transport_options(visibility_timeout_s: int) -> dict[str, Any]:
+    """Redis' redelivery of unacknowledged messages (AMQP ignores these options)."""
+    interval = max(
+        1, min(RESTORE_INTERVAL_MAX_S, visibility_timeout_s // RESTORE_CHECKS_PER_TIMEOUT)
+    )
+    return {
+        "visibility_timeout": visibility_timeout_s,
+        "unacked_restore_interval": interval,
+        "unacked_restore_throttle": 1,
     }

@@ -43,11 +43,18 @@ def open_store(settings: IngestSettings) -> ObjectStore:
     return LocalObjectStore(settings.store_dir)
 
 
+def public_s3_client(settings: IngestSettings) -> tuple[Minio, str]:
+    """A client on the endpoint devices and map clients reach, and its URL: presigned URLs name
+    that host in their signature, so they must be made with it."""
+    public = _endpoint_url(settings.s3_public_endpoint or settings.s3_endpoint, settings)
+    return _minio_client(public, settings), public
+
+
 def open_signer(settings: IngestSettings, api_url: str) -> UploadSigner:
     """Presigned POST policies on MinIO/S3, the API's own signed forms for a local store."""
     if settings.s3_endpoint:
-        public = _endpoint_url(settings.s3_public_endpoint or settings.s3_endpoint, settings)
-        return S3UploadSigner(_minio_client(public, settings), settings.s3_bucket, public)
+        client, public = public_s3_client(settings)
+        return S3UploadSigner(client, settings.s3_bucket, public)
     return LocalUploadSigner(settings.upload_secret, api_url)
 
 

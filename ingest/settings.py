@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class QueueSettings(BaseSettings):
-    """Where the Celery broker and result backend are, and which task modules a worker loads.
+    """Where the Celery broker and result backend are, which task modules a worker loads, and
+    the timings that bring work back after a fault.
 
     `ROADSWARM_BROKER_URL` e.g. `redis://localhost:6379/0` or, for the embedded stack,
     `redis+socket:///tmp/.../redis.socket`; an empty `ROADSWARM_RESULT_BACKEND` means "same as the
@@ -23,6 +24,16 @@ class QueueSettings(BaseSettings):
     result_backend: str = ""
     # NoDecode: read "a.tasks,b.tasks" as written rather than as JSON.
     task_modules: Annotated[tuple[str, ...], NoDecode] = ()
+    # Redis hands a message not acknowledged within this time to another worker (a worker that
+    # died mid-task never acknowledges it); a task's hard time limit must stay below it, or a
+    # task still running would be delivered twice.
+    visibility_timeout_s: int = Field(default=3600, gt=0)
+    task_time_limit_s: int = Field(default=1800, gt=0)
+    # How often the scheduler (the one worker started with --beat) runs each periodic task.
+    reconcile_every_s: float = Field(default=60.0, gt=0)
+    tiles_sweep_every_s: float = Field(default=300.0, gt=0)
+    layers_refresh_every_s: float = Field(default=3600.0, gt=0)
+    rewards_bins_every_s: float = Field(default=300.0, gt=0)
 
     @field_validator("task_modules", mode="before")
     @classmethod
@@ -31,6 +42,18 @@ class QueueSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    @model_validator(mode="after")
+    def _limit_below_visibility(self) -> QueueSettings:
+        """Refuse a time limit that lets Redis redeliver a task while it still runs."""
+        if self.task_time_limit_s >= self.visibility_timeout_s:
+            msg = (
+                f"ROADSWARM_TASK_TIME_LIMIT_S ({self.task_time_limit_s}) must be below "
+                f"ROADSWARM_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}): lower the limit "
+                "or raise the timeout."
+            )
+            raise ValueError(msg)
+        return self
 
 
 class IngestSettings(BaseSettings):

@@ -84,7 +84,8 @@ class LocalUploadSigner(UploadSigner):
         except (KeyError, ValueError) as exc:
             msg = f"the upload form lacks or garbles {exc}: use the fields of a fresh upload ticket"
             raise UploadRefusedError(msg) from exc
-        if not hmac.compare_digest(expected, fields.get("signature", "")):
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters.
+        if not hmac.compare_digest(expected.encode(), fields.get("signature", "").encode()):
             msg = "the upload signature is not valid: ask the API for a new upload ticket"
             raise UploadRefusedError(msg)
         if now > expires:

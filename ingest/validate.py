@@ -117,7 +117,10 @@ def _track_verdicts(
             )
             .order_by(Frame.sequence_index)
         )
-        rejected = implausible_points([_point(f) for f in sequence], settings)
+        # A frame dated outside its arrival's window is never an anchor: one dated tomorrow
+        # would make every later frame of the drive look as if it went back in time.
+        datable = [f for f in sequence if time_problem(_point(f), f.received_at, settings) is None]
+        rejected = implausible_points([_point(f) for f in datable], settings)
         for frame in members:
             if frame.sequence_index in rejected:
                 verdicts.setdefault(frame.frame_id, rejected[frame.sequence_index])

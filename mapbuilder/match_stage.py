@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import select
@@ -17,8 +18,10 @@ from sqlalchemy import select
 from ingest.catalog import Frame, FrameState, utcnow
 from ingest.db import Catalog
 from ingest.states import SequenceKey, record_run
-from mapbuilder.catalog import save_matches
+from mapbuilder.catalog import FrameMatch, save_matches
+from mapbuilder.layers.marking import segment_tiles
 from mapbuilder.matching.matcher import MapMatcher
+from mapbuilder.tiles.dirty import mark_dirty
 
 STAGE = "match"
 
@@ -67,10 +70,35 @@ def match_sequences(catalog: Catalog, matcher: MapMatcher, keys: Sequence[Sequen
             }
             for frame_id, point in zip(ids, result.points, strict=True)
         ]
+        # The coverage and freshness tiles of the matched segments are marked in the same
+        # transaction: if the `layers.update` queued after this is lost, the sweep finds them.
+        segments = {point.segment_id for point in result.points if point is not None}
+        layer_tiles = segment_tiles(catalog, segments)
         with catalog.session() as session:
             save_matches(session, matches)
+            for name, tiles in layer_tiles.items():
+                mark_dirty(session, name, tiles, now)
         frames += len(matches)
         on_segment += sum(point is not None for point in result.points)
     with catalog.session() as session:
         record_run(session, STAGE, frames, time.perf_counter() - started, utcnow())
     return Matched(frames, on_segment)
+
+
+def unmatched_sequences(catalog: Catalog, *, accepted_before: datetime) -> list[SequenceKey]:
+    """Sequences with a frame accepted before `accepted_before` and never matched: the match
+    task queued for it was lost (a broker restart, a worker killed between the audit's commit and
+    its message), or the frame was released from quarantine."""
+    with catalog.session() as session:
+        rows = session.execute(
+            select(Frame.device_id, Frame.sequence_id)
+            .distinct()
+            .outerjoin(FrameMatch, FrameMatch.frame_id == Frame.frame_id)
+            .where(
+                Frame.state == FrameState.ACCEPTED,
+                Frame.state_since < accepted_before,
+                FrameMatch.frame_id.is_(None),
+            )
+            .order_by(Frame.device_id, Frame.sequence_id)
+        ).all()
+    return [(device, sequence) for device, sequence in rows]

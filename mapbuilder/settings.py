@@ -76,3 +76,6 @@ class TileSettings(BaseSettings):
     webp_lossless: bool = False
     # Encoder effort (0-6): 2 is within 1 % of 4's size at half its time.
     webp_method: int = Field(default=2, ge=0, le=6)
+    # Refine each sequence's poses by registering its overlapping frames (and its lanes) before
+    # its tiles are built; off, the smoothed GNSS track alone places the imagery.
+    refine_poses: bool = True

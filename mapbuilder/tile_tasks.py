@@ -14,23 +14,31 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from celery import current_app, shared_task
+from celery import current_app, current_task, shared_task
 
 from ingest.catalog import utcnow
 from ingest.queues import (
+    LAYERS_UPDATE_TASK,
+    MATCH_QUEUE,
+    MATCH_TASK,
     TILES_BUILD_TASK,
     TILES_POSES_TASK,
     TILES_QUEUE,
-    TILES_SWEEP_EVERY_S,
     TILES_SWEEP_TASK,
 )
+from ingest.settings import QueueSettings
 from ingest.tasks import RETRY, worker_context
+from mapbuilder.layers.marking import LAYER_NAMES
+from mapbuilder.match_stage import unmatched_sequences
 from mapbuilder.tiles.context import IMAGERY, TileContext
-from mapbuilder.tiles.dirty import Block
+from mapbuilder.tiles.dirty import Block, stale_tiles
+from mapbuilder.tiles.layers import EAGER_MIN_ZOOM
+from mapbuilder.tiles.leases import task_holder
 from mapbuilder.tiles.pipeline import build_block, next_block, stale_blocks
 from mapbuilder.tiles.posing import pending_sequences, update_poses
 
 _contexts: dict[int, TileContext] = {}
+MATCH_KEYS_PER_TASK = 50
 
 
 def worker_tiles() -> TileContext:
@@ -64,7 +72,10 @@ def poses_job(keys: list[list[str]]) -> dict[str, Any]:
 def build_block_job(layer_name: str, z: int, bx: int, by: int) -> dict[str, Any]:
     """Build the dirty tiles of one block; queue what must follow (corrupt children, the parent)."""
     ctx = worker_tiles()
-    report = build_block(ctx, layer_name, (z, bx, by))
+    # Under the task's own id: delivered again after its worker died, it takes its lease back.
+    task_id = current_task.request.id if current_task else None
+    holder = task_holder(task_id) if task_id else None
+    report = build_block(ctx, layer_name, (z, bx, by), holder=holder)
     for block in report.rebuild:
         send_block(layer_name, block)
     if report.remarked:
@@ -85,17 +96,31 @@ def build_block_job(layer_name: str, z: int, bx: int, by: int) -> dict[str, Any]
 
 
 def sweep_job() -> dict[str, Any]:
-    """Queue again what lost or failed tasks left: sequences matched but not posed, and blocks
-    dirty for longer than two sweeps (younger ones are most likely queued already)."""
+    """Queue again what lost or failed tasks left (anything younger than two sweeps is most
+    likely queued already): sequences accepted but never matched, matched but not posed, imagery
+    blocks still dirty, and coverage and freshness tiles still dirty (from the eager zooms up)."""
     ctx = worker_tiles()
+    cutoff = utcnow() - timedelta(seconds=2 * QueueSettings().tiles_sweep_every_s)
+    unmatched = unmatched_sequences(ctx.catalog, accepted_before=cutoff)
+    for start in range(0, len(unmatched), MATCH_KEYS_PER_TASK):
+        group = [list(key) for key in unmatched[start : start + MATCH_KEYS_PER_TASK]]
+        current_app.send_task(MATCH_TASK, args=[group], queue=MATCH_QUEUE)
     keys = pending_sequences(ctx.catalog)
     if keys:
         poses_job([list(key) for key in keys])
-    cutoff = utcnow() - timedelta(seconds=2 * TILES_SWEEP_EVERY_S)
     blocks = stale_blocks(ctx, IMAGERY, cutoff)
     for block in blocks:
         send_block(IMAGERY, block)
-    return {"sequences": len(keys), "blocks": len(blocks)}
+    with ctx.catalog.session() as session:
+        layers = stale_tiles(session, LAYER_NAMES, min_zoom=EAGER_MIN_ZOOM, dirty_before=cutoff)
+    if layers:
+        current_app.send_task(LAYERS_UPDATE_TASK, args=[[]], queue=TILES_QUEUE)
+    return {
+        "unmatched": len(unmatched),
+        "sequences": len(keys),
+        "blocks": len(blocks),
+        "layer_tiles": layers,
+    }
 
 
 poses_task = shared_task(name=TILES_POSES_TASK, **RETRY)(poses_job)

@@ -35,7 +35,11 @@ def read_track(path: Path) -> list[TrackPoint]:
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:  # an offset that pushes year 1 or 9999 out of range
+        msg = f"time {value.isoformat()} is out of range in UTC: fix the track's times"
+        raise TrackError(msg) from exc
 
 
 def _read_gpx(path: Path) -> list[TrackPoint]:
@@ -80,7 +84,11 @@ def _time(text: str | None, line: int, path: Path) -> datetime | None:
         return _utc(datetime.fromisoformat(text.strip()))
     except ValueError:
         seconds = _number(text, "time", line, path)  # POSIX seconds are fine too
+    try:
         return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as exc:  # NaN, or beyond the years 1 to 9999
+        msg = f"{path} line {line}: time {text!r} is not a time: fix or remove that row"
+        raise TrackError(msg) from exc
 
 
 def _read_csv(path: Path) -> list[TrackPoint]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from edge.gnss.nmea import read_nmea
 from edge.identity import create_identity, load_identity
 from edge.keyframes import KeyframeRules, PrivacyZones
 from edge.livespool import LiveSpool
-from edge.process import Recording, process_recording
+from edge.process import Recording, open_video, process_recording
 from edge.settings import EdgeSettings, PrivacySettings
 from edge.spool import Spool
 from edge.status import device_status, status_text
@@ -64,9 +65,13 @@ def read_horizon(calibration: Path | None) -> float | None:
     if calibration is None:
         return None
     try:
-        data = json.loads(calibration.read_text())
-        return horizon_row(data["camera_matrix"], float(data["pitch_deg"]))
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        data = json.loads(calibration.read_bytes())
+        horizon = horizon_row(data["camera_matrix"], float(data["pitch_deg"]))
+        if not math.isfinite(horizon):
+            msg = f"the horizon row comes out as {horizon}"
+            raise ValueError(msg)
+        return horizon
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
         msg = f"cannot use {calibration} as a calibration ({exc}): it needs camera_matrix and pitch_deg"
         raise UserInputError(msg) from exc
 
@@ -76,13 +81,22 @@ def read_camera(calibration: Path | None) -> CameraCalibration | None:
     if calibration is None:
         return None
     try:
-        return CameraCalibration.model_validate_json(calibration.read_text())
+        # Bytes, so that the JSON parser reports text that is not UTF-8 like any other flaw.
+        return CameraCalibration.model_validate_json(calibration.read_bytes())
     except (OSError, ValidationError) as exc:
+        problem = _problems(exc) if isinstance(exc, ValidationError) else str(exc)
         msg = (
-            f"cannot use {calibration} as a calibration ({exc}): it needs width_px, height_px, "
+            f"cannot use {calibration} as a calibration ({problem}): it needs width_px, height_px, "
             "camera_matrix, dist_coeffs, mount_height_m, pitch_deg and roll_deg"
         )
         raise UserInputError(msg) from exc
+
+
+def _problems(error: ValidationError) -> str:
+    """The first few problems of a validation error, on one line."""
+    found = error.errors()
+    shown = [f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in found[:3]]
+    return "; ".join(shown) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
 
 
 def detection_rows(name: str, result: Anonymized) -> list[dict[str, Any]]:
@@ -266,7 +280,9 @@ def process_command(
         offset = find_offset(Track(log.fixes), start.timestamp(), times, energy)
         start += timedelta(seconds=offset.seconds)
     zones = PrivacyZones.read(privacy_zones) if privacy_zones else None
-    horizon = read_horizon(calibration)
+    # Every input is checked before the models load and the spool is opened.
+    horizon, camera = read_horizon(calibration), read_camera(calibration)
+    open_video(video)[0].release()
     anonymizer = Anonymizer.load(PrivacySettings(), ModelSettings())
     folder = spool_dir or EdgeSettings().spool_dir
     with Spool(folder) as spool, FrameProgress(video.name) as progress:
@@ -278,7 +294,7 @@ def process_command(
             rules=KeyframeRules(spacing_m=spacing_m, trim_m=trim_m),
             zones=zones,
             horizon=horizon,
-            camera=read_camera(calibration),
+            camera=camera,
             progress=progress.update,
         )
     report.video_offset_s = None if offset is None else offset.seconds

@@ -12,6 +12,7 @@ from ingest.services import open_catalog, open_store
 from ingest.settings import IngestSettings, QueueSettings, ValidationSettings
 from ingest.tasks import send_requeued
 from ingest.validate import IngestContext
+from roadswarm.logs import server_log_config
 from roadswarm.output import emit, json_option
 
 
@@ -35,7 +36,14 @@ def serve_command(host: str, port: int, public_url: str | None) -> None:
     from roadswarm.ingest_app import full_app_from_settings
 
     app = full_app_from_settings(public_url or f"http://{host}:{port}")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=server_log_config(),
+        proxy_headers=True,
+    )
 
 
 @ingest_group.command("migrate")

@@ -16,14 +16,12 @@ from typing import Any
 from celery import shared_task
 
 from ingest.catalog import utcnow
-from ingest.queues import LAYERS_REFRESH_EVERY_S, LAYERS_REFRESH_TASK, LAYERS_UPDATE_TASK
+from ingest.queues import LAYERS_REFRESH_TASK, LAYERS_UPDATE_TASK
+from ingest.settings import QueueSettings
 from ingest.tasks import RETRY, worker_context
 from mapbuilder.layers.marking import mark_segments_dirty, segments_of_sequences
+from mapbuilder.tiles.layers import EAGER_MIN_ZOOM
 from roadswarm.map_layers import build_layers, refresh_aged
-
-# Below z14 a tile spans kilometres and hundreds of segments: rebuilding it after every matched
-# batch would cost far more than the batch. Those marks wait for the hourly `layers.refresh`.
-EAGER_MIN_ZOOM = 14
 
 
 def update_layers_job(keys: list[list[str]]) -> dict[str, Any]:
@@ -41,7 +39,7 @@ def refresh_layers_job() -> dict[str, Any]:
     """Rebuild the tiles of segments whose captures aged into the next freshness colour since
     the previous run (the window overlaps it twice over: a late or missed run loses nothing)."""
     context = worker_context()
-    window = timedelta(seconds=2 * LAYERS_REFRESH_EVERY_S)
+    window = timedelta(seconds=2 * QueueSettings().layers_refresh_every_s)
     result = refresh_aged(context.catalog, context.store, now=utcnow(), window=window)
     return {"marked": result.marked, "written": result.written}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import Any
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
@@ -27,8 +28,12 @@ PATTERNS = (
     # name=value (query strings, forms) and name: value (HTTP headers).
     (re.compile(rf"\b({_NAMES})(\s*[=:]\s*)(?![\"'])[^\s&,;]+", re.I), rf"\1\2{MASK}"),
     (re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=-]+", re.I), rf"\1 {MASK}"),
-    # user:password@ in URLs (database and broker URLs).
-    (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), rf"\1{MASK}@"),
+    # user:password@ in URLs (database and broker URLs; Redis' have no user: redis://:pw@host).
+    (re.compile(r"(://[^/\s:@]*:)[^@\s/]+@"), rf"\1{MASK}@"),
+    # Consumer API keys (rs_<id>_<secret>, also sent as ?key=): the id may be shown, never the rest.
+    (re.compile(r"\b(rs_[0-9a-f]{12}_)[\w-]+"), rf"\1{MASK}"),
+    # The HMAC of a signed image URL (?sig=): a capability until it expires.
+    (re.compile(r"\b(sig=)[0-9a-fA-F]{16,}"), rf"\1{MASK}"),
 )
 
 
@@ -73,10 +78,38 @@ class SecretFilter(logging.Filter):
 def configure_logging(level: str = "WARNING") -> None:
     """Send log records of the given level and above to stderr, once per process, secrets masked."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
-    masking = SecretFilter()
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(masking)
+    mask_handlers(logging.getLogger())
     # Third-party libraries are chatty at INFO; keep them at WARNING unless debugging.
     if level.upper() != "DEBUG":
         for noisy in ("celery", "kombu", "amqp", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def server_log_config() -> dict[str, Any]:
+    """uvicorn's logging, as `uvicorn.run(log_config=...)` takes it: its request lines (paths
+    and queries) and errors (tracebacks) go through the secret filter, in this module's format."""
+    handler = {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["secrets"]}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"secrets": {"()": "roadswarm.logs.SecretFilter"}},
+        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "handlers": {
+            "default": {**handler, "stream": "ext://sys.stderr"},
+            "access": {**handler, "stream": "ext://sys.stdout"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+def mask_handlers(logger: logging.Logger) -> None:
+    """Put the secret filter on every handler of `logger` (for handlers others installed, such as
+    the ones a Celery worker puts in place of ours)."""
+    masking = SecretFilter()
+    for handler in logger.handlers:
+        if not any(isinstance(f, SecretFilter) for f in handler.filters):
+            handler.addFilter(masking)

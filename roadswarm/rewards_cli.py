@@ -143,7 +143,7 @@ def verify_proof_command(proof_file: Path, operator_key: str, as_json: bool) -> 
     try:
         proof = json.loads(proof_file.read_text())
         verified = verify_proof(proof, operator_key or None)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         msg = f"{proof_file} is not a proof written by `roadswarm rewards proof --json` ({exc})"
         raise UserInputError(msg) from exc
     signer = proof["statement"]["operator_key"]

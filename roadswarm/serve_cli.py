@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from dataclasses import asdict
+from typing import Any
 
 import click
 
@@ -12,6 +14,7 @@ from ingest.services import open_catalog
 from ingest.settings import IngestSettings
 from mapbuilder.serve.keys import ApiKey, create_key, list_keys, revoke_key
 from mapbuilder.serve.settings import ServeSettings
+from roadswarm.logs import server_log_config
 from roadswarm.output import emit, json_option
 
 SECRET_ENV = "ROADSWARM_SERVE_URL_SECRET"
@@ -25,18 +28,26 @@ def serve_command(host: str, port: int, workers: int) -> None:
     """Serve map tiles, TileJSON, imagery queries and the web viewer at / until stopped."""
     import uvicorn
 
+    from mapbuilder.serve.workers import run_workers
+
     # Every worker must sign image URLs with one secret: without a configured one, make one
     # here and hand it to the workers through their environment.
     os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
-    uvicorn.run(
-        "mapbuilder.serve.app:app_from_settings",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        proxy_headers=True,
-    )
+    options: dict[str, Any] = {
+        "app": "mapbuilder.serve.app:app_from_settings",
+        "factory": True,
+        "log_level": "warning",
+        "log_config": server_log_config(),
+        # Request lines are below this level: without an access log uvicorn also skips
+        # formatting each line's arguments, which it does before the level check drops it.
+        "access_log": False,
+        "proxy_headers": True,
+    }
+    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        # A socket per worker, so that connections are spread evenly (see workers.py).
+        run_workers(options, host=host, port=port, workers=workers)
+    else:
+        uvicorn.run(host=host, port=port, workers=workers, **options)
 
 
 @click.group("api")

@@ -283,7 +283,8 @@ class WorkerProcess:
         """Whether this worker replied to a ping (broker errors mean "not yet")."""
         try:
             replies = app.control.ping(destination=[self.nodename], timeout=PING_TIMEOUT_S)
-        except (OperationalError, OSError) as exc:
+        except (OperationalError, OSError, redis.RedisError) as exc:
+            # A broker just restarted can drop the first connections (redis-py raises its own).
             log.debug("ping of %s failed: %s", self.nodename, exc)
             return False
         return any(self.nodename in reply for reply in replies)

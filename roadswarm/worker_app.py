@@ -8,8 +8,13 @@ Task modules should define their tasks with `celery.shared_task`, so that they c
 
 from __future__ import annotations
 
+import logging
+
+from celery.signals import after_setup_logger, after_setup_task_logger
+
 from ingest.queues import create_celery_app
 from ingest.settings import QueueSettings
+from roadswarm.logs import mask_handlers
 
 TASK_MODULES: tuple[str, ...] = (
     "roadswarm.sim.tasks",
@@ -32,3 +37,13 @@ _results = _settings.result_backend or (
 app = create_celery_app(
     _settings.broker_url, _results, include=_settings.task_modules or TASK_MODULES
 )
+
+
+def _mask_worker_logs(logger: logging.Logger, **_: object) -> None:
+    """A worker replaces the root logger's handlers with its own (and gives tasks theirs): those
+    must mask secrets too, in the main process and in the pool processes it forks."""
+    mask_handlers(logger)
+
+
+after_setup_logger.connect(_mask_worker_logs, weak=False)
+after_setup_task_logger.connect(_mask_worker_logs, weak=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import mapbox_vector_tile
 from PIL import Image
+from starlette.types import ASGIApp
 
 from ingest.catalog import Device, Frame, FrameState
 from ingest.db import Catalog
@@ -19,6 +20,7 @@ from ingest.storage import ObjectStore
 from mapbuilder.catalog import FrameMatch
 from mapbuilder.serve.app import serving_app
 from mapbuilder.serve.keys import create_key
+from mapbuilder.serve.presign import ImagePresigner
 from mapbuilder.serve.services import ServeServices, tile_cache
 from mapbuilder.serve.settings import ServeSettings
 from mapbuilder.serve.signing import UrlSigner
@@ -179,20 +181,34 @@ class MapApi:
         return {"X-API-Key": key or self.key}
 
 
-def map_services(catalog: Catalog, store: ObjectStore, **settings: object) -> ServeServices:
-    """Services over `catalog` and `store` with test settings."""
+def map_services(
+    catalog: Catalog,
+    store: ObjectStore,
+    *,
+    presigner: ImagePresigner | None = None,
+    **settings: object,
+) -> ServeServices:
+    """Services over `catalog` and `store` with test settings (and presigned S3 image URLs)."""
     chosen = ServeSettings(url_secret=URL_SECRET, **settings)  # type: ignore[arg-type]
     signer = UrlSigner(URL_SECRET, chosen.image_url_ttl_s)
-    return ServeServices(catalog, store, chosen, signer, tile_cache(chosen))
+    return ServeServices(catalog, store, chosen, signer, tile_cache(chosen), presigner)
 
 
 @contextmanager
-def served_map_api(catalog: Catalog, store: ObjectStore, **settings: object) -> Iterator[MapApi]:
-    """The consumer API on a free loopback port, with a generous key."""
-    services = map_services(catalog, store, **settings)
+def served_map_api(
+    catalog: Catalog,
+    store: ObjectStore,
+    *,
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    presigner: ImagePresigner | None = None,
+    **settings: object,
+) -> Iterator[MapApi]:
+    """The consumer API on a free loopback port (inside `wrap`, if given), with a generous key."""
+    services = map_services(catalog, store, presigner=presigner, **settings)
     key = create_key(catalog, "test", rate_per_s=100.0, burst=1000)[1]
+    app = serving_app(services)
     with (
-        ApiServer(serving_app(services)) as server,
+        ApiServer(wrap(app) if wrap else app) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         yield MapApi(services, server.url, http, key)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from ingest.catalog import Camera, Device, Frame, FrameState, utcnow
 from ingest.db import Catalog
@@ -18,9 +19,12 @@ from ingest.protocol import CameraCalibration, frame_object_key
 from ingest.states import SequenceKey
 from ingest.storage import ObjectStore
 from mapbuilder.catalog import load_network, store_network
+from mapbuilder.geo import LocalFrame
 from mapbuilder.match_stage import match_sequences
 from mapbuilder.matching.matcher import MapMatcher
 from mapbuilder.roads.network import RoadNetwork
+from mapbuilder.tiles.context import TileContext
+from mapbuilder.tiles.posing import PoseUpdate, update_poses
 from roadswarm.sim.world import World
 
 SPACING_M = 4.0
@@ -28,13 +32,15 @@ SPACING_M = 4.0
 
 @dataclass(frozen=True)
 class Keyframe:
-    """A keyframe of a simulated drive: its JPEG and its true pose."""
+    """A keyframe of a simulated drive: its JPEG, its pose (true unless `with_gnss_error` moved
+    it) and speed."""
 
     jpeg: bytes
     lon: float
     lat: float
     heading_deg: float
     t_s: float
+    speed_mps: float = 10.0
 
     @property
     def frame_id(self) -> str:
@@ -60,9 +66,41 @@ def keyframes(
         assert encoded
         convergence = world.frame.grid_convergence_deg(frame["x_m"], frame["y_m"])
         heading = (frame["heading_deg"] + convergence) % 360.0
-        chosen.append(Keyframe(jpeg.tobytes(), frame["lon"], frame["lat"], heading, frame["t_s"]))
+        chosen.append(
+            Keyframe(
+                jpeg.tobytes(),
+                frame["lon"],
+                frame["lat"],
+                heading,
+                frame["t_s"],
+                frame["speed_mps"],
+            )
+        )
     capture.release()
     return chosen
+
+
+def with_gnss_error(
+    frames: list[Keyframe],
+    *,
+    bias_m: tuple[float, float],
+    jitter_m: float,
+    heading_deg: float,
+    seed: int,
+) -> list[Keyframe]:
+    """The keyframes as a receiver reports them: off by `bias_m` (east, north) plus white
+    `jitter_m` per axis, headings off by white `heading_deg` (standard deviations)."""
+    rng = np.random.default_rng(seed)
+    local = LocalFrame(frames[0].lon, frames[0].lat)
+    x, y = local.to_local(np.array([f.lon for f in frames]), np.array([f.lat for f in frames]))
+    x = x + bias_m[0] + rng.normal(0.0, jitter_m, len(frames))
+    y = y + bias_m[1] + rng.normal(0.0, jitter_m, len(frames))
+    lon, lat = local.to_wgs84(x, y)
+    heading = np.array([f.heading_deg for f in frames]) + rng.normal(0.0, heading_deg, len(frames))
+    return [
+        replace(f, lon=float(lo), lat=float(la), heading_deg=float(h) % 360.0)
+        for f, lo, la, h in zip(frames, lon, lat, heading, strict=True)
+    ]
 
 
 def store_world_roads(catalog: Catalog, world: World) -> None:
@@ -86,8 +124,12 @@ def seed_drive(
     sequence_id: str,
     camera: CameraCalibration | None,
     start: datetime | None = None,
+    state: FrameState = FrameState.ACCEPTED,
+    first_index: int = 0,
 ) -> SequenceKey:
-    """Store the JPEGs and insert the frames as accepted (with `camera`, when given)."""
+    """Store the JPEGs and insert the frames in `state` (as ingest leaves them: accepted),
+    with `camera` when given, numbered in their sequence from `first_index` (a later batch of
+    the sequence starts further on)."""
     begin = start or datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     now = utcnow()
     with catalog.session() as session:
@@ -104,12 +146,14 @@ def seed_drive(
                         first_seen=now,
                     )
                 )
-        for index, frame in enumerate(frames):
+        for index, frame in enumerate(frames, start=first_index):
             key = frame_object_key(device_id, frame.frame_id)
             store.put_bytes(key, frame.jpeg, content_type="image/jpeg")
-            session.add(
-                _frame_row(frame, index, key, device_id, sequence_id, camera_id, begin, now, camera)
+            row = _frame_row(
+                frame, index, key, device_id, sequence_id, camera_id, begin, now, camera
             )
+            row.state = state
+            session.add(row)
     return device_id, sequence_id
 
 
@@ -137,7 +181,7 @@ def _frame_row(
         "lon": frame.lon,
         "altitude_m": None,
         "heading_deg": frame.heading_deg,
-        "speed_mps": 10.0,
+        "speed_mps": frame.speed_mps,
         "hdop": 0.8,
         "model_versions": {},
         "camera_id": camera_id,
@@ -153,3 +197,21 @@ def _frame_row(
 def match(catalog: Catalog, keys: list[SequenceKey]) -> None:
     """Match the sequences with the real matcher over the catalog's network."""
     match_sequences(catalog, MapMatcher(load_network(catalog)), keys)
+
+
+def pose_drive(
+    ctx: TileContext, world: World, frames: list[Keyframe], drive_dir: Path
+) -> tuple[SequenceKey, PoseUpdate]:
+    """The world's roads and one drive's keyframes (device "bench", sequence "drive", the
+    drive's camera) in the catalog, matched by the real matcher and posed as the workers pose."""
+    store_world_roads(ctx.catalog, world)
+    key = seed_drive(
+        ctx.catalog,
+        ctx.store,
+        frames,
+        device_id="bench",
+        sequence_id="drive",
+        camera=calibration_of(drive_dir),
+    )
+    match(ctx.catalog, [key])
+    return key, update_poses(ctx, [key])

@@ -36,9 +36,12 @@ def exif_time(path: Path) -> datetime | str:
     except ValueError:
         return f"EXIF DateTimeOriginal {original!r} is not YYYY:MM:DD HH:MM:SS"
     subsec = str(tags.get(Base.SubsecTimeOriginal, "") or "").strip()
-    if subsec.isdigit():
-        when += timedelta(seconds=float(f"0.{subsec}"))
-    return when.astimezone(UTC)
+    try:
+        if subsec.isdigit():
+            when += timedelta(seconds=float(f"0.{subsec}"))
+        return when.astimezone(UTC)
+    except (OverflowError, ValueError):  # an offset that pushes year 1 or 9999 out of range
+        return f"EXIF DateTimeOriginal {original!r} with offset {offset!r} is out of range"
 
 
 class ImageFolderSource(FrameSource):

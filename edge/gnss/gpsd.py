@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from edge.gnss.fix import BadRecord, Fix
@@ -58,7 +58,7 @@ class GpsdParser:
         self.lines += 1
         try:
             message = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return [self._bad("not gpsd JSON")]
         if not isinstance(message, dict):
             return [self._bad("not a gpsd JSON object")]
@@ -144,7 +144,11 @@ def _time(value: object) -> datetime:
     if when.tzinfo is None:
         msg = f"TPV time {value!r} has no timezone"
         raise ValueError(msg)
-    return when
+    try:
+        return when.astimezone(UTC)  # fixes are on the UTC clock, whatever offset was written
+    except OverflowError:
+        msg = f"TPV time {value!r} is out of range"
+        raise ValueError(msg) from None
 
 
 def _number(message: dict[str, Any], name: str) -> float | None:

@@ -14,6 +14,7 @@ from edge.gnss.fix import BadRecord, Fix
 from edge.gnss.log import GnssLog, check_sequence, read_bytes
 
 TALKERS = frozenset({"GP", "GN", "GL"})
+ASCII_SPACE = " \t\r\n\v\f"
 MPS_PER_KNOT = 1852.0 / 3600.0
 GSA_MODES = frozenset({"1", "2", "3"})
 _CLOCK = re.compile(r"(\d\d)(\d\d)(\d\d(?:\.\d+)?)")
@@ -102,8 +103,10 @@ def read_nmea(path: Path) -> GnssLog:
     text = read_bytes(path, "NMEA").decode("utf-8", errors="replace")
     reader = NmeaReader(str(path))
     for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            reader.feed(number, line.strip())
+        # Only ASCII white space makes a line blank: str.strip() would also drop a line of
+        # control characters (\x1c-\x1f), and such a line is a bad record, not nothing.
+        if stripped := line.strip(ASCII_SPACE):
+            reader.feed(number, stripped)
     reader.end_epoch()
     ordered = check_sequence(reader.fixes, reader.source, locations=reader.locations)
     bad = sorted(reader.bad + ordered.bad, key=lambda b: int(b.location.split()[-1]))

@@ -14,7 +14,7 @@ import serial
 from edge.gnss.feed import IDLE_FLUSH_S, ThreadedFeed
 from edge.gnss.fix import BadRecord, Fix
 from edge.gnss.log import out_of_order
-from edge.gnss.nmea import NmeaReader
+from edge.gnss.nmea import ASCII_SPACE, NmeaReader
 
 log = logging.getLogger(__name__)
 DEFAULT_BAUD = 9600
@@ -54,7 +54,7 @@ class SerialNmeaFeed(ThreadedFeed):
                     pending += chunk
                     if pending.endswith(b"\n"):
                         self._lines += 1
-                        if text := pending.decode("utf-8", "replace").strip():
+                        if text := pending.decode("utf-8", "replace").strip(ASCII_SPACE):
                             reader.feed(self._lines, text)
                         pending = b""
                     elif len(pending) >= MAX_LINE_BYTES:

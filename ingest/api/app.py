@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from ingest.api import devices, operations
-from ingest.api.errors import error_response, install_error_handlers
+from ingest.api.errors import install_error_handlers, refusal
 from ingest.api.metrics import ApiMetrics
 from ingest.api.services import ApiServices
 from ingest.queues import create_celery_app
@@ -41,13 +41,16 @@ async def _limit_and_measure(
 ) -> Response:
     """Refuse oversized bodies before reading them, and time every request."""
     started = time.perf_counter()
-    if request.url.path != LOCAL_UPLOAD_PATH:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_JSON_BODY_BYTES:
-            return error_response(
-                413, "too_large", f"request bodies are limited to {MAX_JSON_BODY_BYTES} bytes"
-            )
-    response = await call_next(request)
+    declared = request.headers.get("content-length") or ""
+    if (
+        request.url.path != LOCAL_UPLOAD_PATH
+        and declared.isdigit()
+        and int(declared) > MAX_JSON_BODY_BYTES
+    ):
+        message = f"request bodies are limited to {MAX_JSON_BODY_BYTES} bytes: send smaller batches"
+        response: Response = refusal(request, 413, "too_large", message)
+    else:
+        response = await call_next(request)
     route = request.scope.get("route")
     request.app.state.metrics.observe(
         getattr(route, "path", "unmatched"), response.status_code, started

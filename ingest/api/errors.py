@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from ingest.errors import (
@@ -21,6 +23,7 @@ from ingest.errors import (
     ReplayError,
     UploadRefusedError,
 )
+from ingest.protocol import DEVICE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,43 @@ STATUS_CODES: dict[type[Exception], int] = {
     InvalidObjectKeyError: 400,
     CatalogError: 503,
 }
+# What the framework's own refusals (unreadable bodies, unknown routes) tell people to do.
+HTTP_HINTS = {
+    400: "send the body /openapi.json describes for this route (JSON in UTF-8)",
+    404: "no such endpoint: see /docs or /openapi.json for the API's routes",
+    405: "this endpoint does not take that method: see /docs for the methods it takes",
+}
 
 
 def error_response(status: int, code: str, message: str, **extra: object) -> JSONResponse:
     """The JSON body of every error: a code for programs and a message for people."""
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters escaped, so what a client sent cannot forge log lines."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
+def refusal(
+    request: Request, status: int, code: str, message: str, *, caller: str = "", **extra: object
+) -> JSONResponse:
+    """A 4xx answer, also logged (one line at INFO) so operators see who gets refused and why;
+    `caller` names who asked (default: the device the request says it comes from)."""
+    device = request.headers.get(DEVICE_HEADER, "")[:12]
+    log.info(
+        "%s %s refused %d %s (%s): %s",
+        request.method,
+        request.url.path,
+        status,
+        code,
+        caller or (f"device {device}" if device else "anonymous"),
+        one_line(message[:500]),
+    )
+    return error_response(status, code, message, **extra)
 
 
 def _status_of(exc: Exception) -> int:
@@ -53,7 +88,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = _status_of(exc)
     if status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
-    return error_response(status, type(exc).__name__, str(exc))
+        return error_response(status, type(exc).__name__, str(exc))
+    return refusal(request, status, type(exc).__name__, str(exc))
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -64,7 +100,18 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     message = "the request body does not match the schema (see /openapi.json): " + "; ".join(
         problems[:5]
     )
-    return error_response(422, "invalid_request", message, problems=problems[:50])
+    return refusal(request, 422, "invalid_request", message, problems=problems[:50])
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    hint = HTTP_HINTS.get(exc.status_code)
+    detail = str(exc.detail).rstrip(".")
+    message = f"{detail}: {hint}" if exc.status_code == 400 else hint or detail
+    response = refusal(request, exc.status_code, "http_error", message)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
 
 
 async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
@@ -86,8 +133,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Map domain errors and schema violations to JSON answers."""
+    """Map domain errors, schema violations, unreadable bodies and unknown routes to JSON answers."""
     app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(IngestError, _domain_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from ingest.api.devices import Services
-from ingest.api.errors import error_response
+from ingest.api.errors import refusal
 from ingest.db import schema_is_current
 from ingest.errors import AuthenticationError, UploadRefusedError
 from ingest.notifications import frames_to_queue
@@ -79,13 +79,14 @@ def metrics(request: Request) -> Response:
 async def upload_object(request: Request, api: Services) -> JSONResponse:
     """The embedded store's upload: a multipart POST of a ticket's fields and the file."""
     if not isinstance(api.signer, LocalUploadSigner):
-        return error_response(
-            404, "not_found", "this deployment stores objects in S3: upload there"
+        return refusal(
+            request, 404, "not_found", "this deployment stores objects in S3: upload there"
         )
     limit = api.settings.max_frame_bytes + 64 * 1024
-    declared = int(request.headers.get("content-length") or 0)
-    if not declared or declared > limit:
-        return error_response(413, "too_large", f"send a Content-Length of at most {limit} bytes")
+    declared = request.headers.get("content-length") or ""
+    if not declared.isdigit() or not 0 < int(declared) <= limit:
+        message = f"send the form with a Content-Length of at most {limit} bytes"
+        return refusal(request, 413, "too_large", message)
     async with request.form(max_files=1, max_fields=len(FIELD_NAMES)) as form:
         fields = {name: str(form.get(name, "")) for name in FIELD_NAMES}
         upload = form.get("file")
@@ -105,7 +106,9 @@ def minio_notification(
 ) -> dict[str, int]:
     """MinIO's webhook target: a new object of a committed frame queues its validation."""
     expected = api.settings.notify_token
-    if not expected or not hmac.compare_digest(authorization, f"Bearer {expected}"):
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters.
+    presented, wanted = authorization.encode(), f"Bearer {expected}".encode()
+    if not expected or not hmac.compare_digest(presented, wanted):
         raise AuthenticationError(
             "bucket notifications need 'Authorization: Bearer <ROADSWARM_NOTIFY_TOKEN>'"
         )

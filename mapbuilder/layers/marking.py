@@ -80,15 +80,22 @@ def mark_segments_dirty(
 ) -> dict[str, int]:
     """Mark the tiles these segments touch (None: every active segment's, and with `tiles` also
     every stored tile, so stale ones are removed); return how many per layer."""
-    lines = segment_lines(catalog, segment_ids)
+    wanted = segment_tiles(catalog, segment_ids, layers)
     marked = {}
     for name in layers:
-        wanted = set(tiles_of_lines(lines, name))
         if segment_ids is None and tiles is not None:
-            wanted.update(tiles.list(name))
+            wanted[name].update(tiles.list(name))
         with catalog.session() as session:
-            marked[name] = mark_dirty(session, name, wanted, now)
+            marked[name] = mark_dirty(session, name, wanted[name], now)
     return marked
+
+
+def segment_tiles(
+    catalog: Catalog, segment_ids: Collection[str] | None, layers: Sequence[str] = LAYER_NAMES
+) -> dict[str, set[Tile]]:
+    """Per layer, the tiles these segments (None: every active one) can draw into."""
+    lines = segment_lines(catalog, segment_ids)
+    return {name: set(tiles_of_lines(lines, name)) for name in layers}
 
 
 def segments_of_sequences(catalog: Catalog, keys: Sequence[SequenceKey]) -> set[str]:

@@ -66,7 +66,7 @@ def _saved_network(path: Path) -> list[RoadSegment] | None:
         return None
     try:
         data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None  # not JSON we wrote: let the vector reader say what is wrong with it
     if not isinstance(data, dict) or NETWORK_FORMAT not in data:
         return None

@@ -11,6 +11,7 @@ from mapbuilder.serve import account_api, imagery_api, tiles_api, web
 from mapbuilder.serve.auth import KEY_HEADER
 from mapbuilder.serve.fastpath import CachedTileFastPath
 from mapbuilder.serve.handlers import install_handlers
+from mapbuilder.serve.lifecycle import lifespan
 from mapbuilder.serve.services import ServeServices, services_from_settings
 
 DESCRIPTION = (
@@ -22,7 +23,9 @@ DESCRIPTION = (
 
 def create_app(services: ServeServices) -> FastAPI:
     """The consumer API and web viewer over the given catalog, store and signer."""
-    app = FastAPI(title="roadswarm map API", version="1", description=DESCRIPTION)
+    app = FastAPI(
+        title="roadswarm map API", version="1", description=DESCRIPTION, lifespan=lifespan
+    )
     app.state.services = services
     install_handlers(app)
     app.include_router(tiles_api.router)
@@ -41,7 +44,7 @@ def create_app(services: ServeServices) -> FastAPI:
 
 
 def serving_app(services: ServeServices) -> ASGIApp:
-    """The app as served: cached public tiles are answered before FastAPI (see fastpath.py)."""
+    """The app as served: cached tiles are answered before FastAPI (see fastpath.py)."""
     return CachedTileFastPath(create_app(services), services)
 
 

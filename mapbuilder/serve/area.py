@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyproj import Geod
+from shapely.errors import ShapelyError
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
@@ -22,7 +23,7 @@ def query_polygon(geojson: dict[str, Any], *, max_area_km2: float) -> BaseGeomet
         raise BadQueryError(msg)
     try:
         polygon = shape(geojson)
-    except (ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
+    except (ValueError, TypeError, IndexError, AttributeError, KeyError, ShapelyError) as exc:
         msg = f"geometry is not readable GeoJSON ({exc}): give rings of [lon, lat] pairs, closed"
         raise BadQueryError(msg) from exc
     _check_polygon(polygon, max_area_km2)

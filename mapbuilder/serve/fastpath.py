@@ -1,28 +1,36 @@
-"""A raw ASGI fast path for the hottest request: a cached tile of a public layer.
+"""A raw ASGI fast path for the hottest request: a tile already in the in-process cache.
 
 FastAPI spends about a millisecond per request on routing, parameter validation and middleware;
-a tile already in the in-process cache needs none of it. This wrapper answers such requests
-itself, with the same headers the tile route sends (ETag, Cache-Control, Vary, CORS, 304), and
-hands everything else (keyed layers, cache misses, errors, other origins) to the full app.
+a cached tile needs none of it. This wrapper answers such requests itself, with the same headers
+the tile route sends (ETag, Cache-Control, Vary, CORS, 304). A keyed layer's tile is answered here
+too when the key and a rate-limit token are in this process's memory (auth.admit_cached), and
+its use is metered as the route meters it. Everything else (cache misses, keys to look up, empty
+token blocks, errors, other origins, other query parameters) goes to the full app.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mapbuilder.serve.auth import KEY_QUERY, admit_cached
+from mapbuilder.serve.keys import ApiKey
 from mapbuilder.serve.services import ServeServices
+from mapbuilder.serve.tile_cache import CachedTile
 from mapbuilder.serve.tiles_api import etag_matches, tile_headers
-from mapbuilder.tiles.layers import LAYERS
+from mapbuilder.tiles.layers import LAYERS, LayerSpec
 
 _TILE_PATH = re.compile(r"/tiles/([a-z]+)/(\d{1,2})/(\d{1,8})/(\d{1,8})\.([a-z]+)")
 EXPOSED = b"ETag, Retry-After, Cache-Control"
+KEY_HEADER = b"x-api-key"
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+Headers = dict[bytes, bytes]
 
 
 class CachedTileFastPath:
-    """Serve cached public tiles directly; pass every other request to `app`."""
+    """Serve cached tiles directly; pass every other request to `app`."""
 
     def __init__(self, app: ASGIApp, services: ServeServices) -> None:
         self.app = app
@@ -42,21 +50,48 @@ class CachedTileFastPath:
         await send({"type": "http.response.body", "body": body})
 
     def _answer(self, scope: Scope) -> Answer | None:
-        """Status, headers and body when the request is for a cached public tile, else None."""
+        """Status, headers and body when the request is for a cached tile it may have, else None."""
         match = _TILE_PATH.fullmatch(scope["path"])
-        if match is None or scope.get("query_string"):
+        if match is None:
             return None
         name, z, x, y, ext = match.groups()
         spec = LAYERS.get(name)
-        if spec is None or ext != spec.ext or name not in self.services.settings.public_layers:
+        # The first of repeated headers counts, as in Starlette's request.headers.get.
+        request_headers = dict(reversed(scope["headers"]))
+        if spec is None or ext != spec.ext or not self._origin_allowed(request_headers):
             return None
         cached = self.services.cache.get(name, (int(z), int(x), int(y)))
-        request_headers = dict(scope["headers"])
-        if cached is None or (b"origin" in request_headers and not self.any_origin):
+        if cached is None:
             return None
-        plain = tile_headers(self.services, cached.etag, public=True)
-        if b"origin" in request_headers:
-            plain["Vary"] += ", Origin"  # as Starlette's CORS middleware says it
+        public = name in self.services.settings.public_layers
+        if public and scope.get("query_string"):
+            return None
+        key = None if public else self._admit(scope, request_headers)
+        if not public and key is None:
+            return None
+        return self._tile(spec, cached, request_headers, key)
+
+    def _origin_allowed(self, request_headers: Headers) -> bool:
+        """Cross-origin requests are answered here only when any origin may call (else CORS decides)."""
+        return self.any_origin or b"origin" not in request_headers
+
+    def _admit(self, scope: Scope, request_headers: Headers) -> ApiKey | None:
+        """The key with one token spent, when memory alone can say so; None (nothing spent) otherwise."""
+        presented = request_headers.get(KEY_HEADER, b"").decode("latin-1")
+        query = scope.get("query_string", b"").decode("latin-1")
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if len(pairs) != 1 or pairs[0][0] != KEY_QUERY:
+                return None  # other parameters: the route decides what they mean
+            presented = presented or pairs[0][1]
+        return admit_cached(self.services, presented or None)
+
+    def _tile(
+        self, spec: LayerSpec, cached: CachedTile, request_headers: Headers, key: ApiKey | None
+    ) -> Answer:
+        """The 200 or 304 answer, metering a 200 to the key as the tile route does."""
+        plain = tile_headers(self.services, cached.etag, public=key is None)
+        plain["Vary"] += ", Origin"  # as Starlette's CORS middleware says it, Origin or not
         headers = _raw(plain)
         if b"origin" in request_headers:
             headers += [
@@ -66,6 +101,9 @@ class CachedTileFastPath:
         none_match = request_headers.get(b"if-none-match", b"").decode("latin-1")
         if etag_matches(none_match, cached.etag):
             return 304, headers, b""
+        if key is not None:
+            settings = self.services.settings
+            self.services.meter.add(key.key_id, tiles=1, credits=settings.credits_per_tile)
         headers += [
             (b"content-type", spec.media_type.encode()),
             (b"content-length", str(len(cached.data)).encode()),

@@ -9,13 +9,12 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from ingest.errors import ObjectNotFoundError
 from mapbuilder.serve.area import query_polygon
-from mapbuilder.serve.auth import require_key, services_of
+from mapbuilder.serve.auth import KEYED, require_key, services_of
 from mapbuilder.serve.errors import BadQueryError, FrameNotFoundError
 from mapbuilder.serve.imagery import FrameHit, FrameQuery, find_frames, frame_by_id
 from mapbuilder.serve.keys import ApiKey
 from mapbuilder.serve.schemas import FrameOut, FramePage, ImageryQuery
 from mapbuilder.serve.services import ServeServices
-from mapbuilder.serve.usage import record_usage
 
 router = APIRouter(tags=["imagery"])
 FrameIdPath = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="64 hex digits")]
@@ -30,8 +29,17 @@ def _limit(services: ServeServices, wanted: int) -> int:
     return wanted
 
 
-def _frame_out(request: Request, services: ServeServices, hit: FrameHit) -> FrameOut:
+def _image_url(request: Request, services: ServeServices, hit: FrameHit) -> tuple[str, int]:
+    """A short-lived URL to the frame's image and its expiry: presigned on S3, else this API's own."""
+    if services.presigner is not None:
+        presigned = services.presigner.sign(hit.object_key)
+        return presigned.url, presigned.expires_s
     signed = services.signer.sign(hit.frame_id)
+    return str(request.base_url).rstrip("/") + signed.path, signed.expires_s
+
+
+def _frame_out(request: Request, services: ServeServices, hit: FrameHit) -> FrameOut:
+    image_url, expires_s = _image_url(request, services, hit)
     return FrameOut(
         frame_id=hit.frame_id,
         lon=hit.lon,
@@ -41,8 +49,8 @@ def _frame_out(request: Request, services: ServeServices, hit: FrameHit) -> Fram
         sequence_id=hit.sequence_id,
         sequence_index=hit.sequence_index,
         segment_id=hit.segment_id,
-        image_url=str(request.base_url).rstrip("/") + signed.path,
-        image_url_expires_at=datetime.fromtimestamp(signed.expires_s, UTC),
+        image_url=image_url,
+        image_url_expires_at=datetime.fromtimestamp(expires_s, UTC),
     )
 
 
@@ -51,13 +59,13 @@ def _page(request: Request, key: ApiKey, hits: list[FrameHit], cursor: str | Non
     services = services_of(request)
     if hits:
         credits = services.settings.credits_per_frame * len(hits)
-        record_usage(services.catalog, key.key_id, frames=len(hits), credits=credits)
+        services.meter.add(key.key_id, frames=len(hits), credits=credits)
     return FramePage(
         frames=[_frame_out(request, services, hit) for hit in hits], next_cursor=cursor
     )
 
 
-@router.post("/v1/imagery/query", summary="Frames in a polygon and time window")
+@router.post("/v1/imagery/query", summary="Frames in a polygon and time window", dependencies=KEYED)
 def query_imagery(body: ImageryQuery, request: Request) -> FramePage:
     """Published frames inside a GeoJSON polygon, oldest first, each with a signed image URL."""
     key = require_key(request)
@@ -77,7 +85,9 @@ def query_imagery(body: ImageryQuery, request: Request) -> FramePage:
     return _page(request, key, *find_frames(services.catalog, query))
 
 
-@router.get("/v1/imagery/segments/{segment_id}", summary="Frames on a road segment")
+@router.get(
+    "/v1/imagery/segments/{segment_id}", summary="Frames on a road segment", dependencies=KEYED
+)
 def segment_imagery(
     segment_id: Annotated[str, Path(max_length=32)],
     start: datetime,
@@ -103,7 +113,11 @@ def segment_imagery(
     return _page(request, key, *find_frames(services.catalog, query))
 
 
-@router.get("/v1/frames/{frame_id}", summary="One frame and a signed URL to its image")
+@router.get(
+    "/v1/frames/{frame_id}",
+    summary="One frame and a signed URL to its image",
+    dependencies=KEYED,
+)
 def frame_detail(frame_id: FrameIdPath, request: Request) -> FrameOut:
     """A published frame by id (metered as one frame)."""
     key = require_key(request)
@@ -143,7 +157,11 @@ def frame_image(
     return Response(data, media_type="image/jpeg", headers=headers)
 
 
-@router.get("/v1/frames.geojson", summary="Frame positions in a box (for map viewers)")
+@router.get(
+    "/v1/frames.geojson",
+    summary="Frame positions in a box (for map viewers)",
+    dependencies=KEYED,
+)
 def frame_positions(
     request: Request,
     bbox: Annotated[str, Query(description="west,south,east,north in degrees")],

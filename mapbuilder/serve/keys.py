@@ -115,18 +115,42 @@ def revoke_key(catalog: Catalog, key_id: str) -> ApiKey:
 
 def authenticate(catalog: Catalog, presented: str) -> ApiKey:
     """The live key whose full text is `presented`, else `BadKeyError` saying what to do."""
+    key_id, secret = parse_key(presented)
+    return check_key(load_key(catalog, key_id), secret)
+
+
+def parse_key(presented: str) -> tuple[str, str]:
+    """The key id and secret of a key's full text; `BadKeyError` when it is not shaped like one."""
     match = _KEY_FORMAT.fullmatch(presented.strip())
     if match is None:
         msg = "the API key is malformed: keys look like rs_<12 hex>_<secret>, as `roadswarm api keys create` printed it"
         raise BadKeyError(msg)
     key_id, secret = match.groups()
+    return key_id, secret
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A key and the hash its secret must match (what a process may cache)."""
+
+    key: ApiKey
+    secret_sha256: str
+
+
+def load_key(catalog: Catalog, key_id: str) -> StoredKey | None:
+    """The key with this id and its secret's hash, None when there is none."""
     with catalog.session() as session:
         row = session.get(ApiKeyRow, key_id)
-        known = row is not None and hmac.compare_digest(row.secret_sha256, _hash(secret))
-        if row is None or not known:
-            msg = "the API key is not known: check it, or ask the operator for a new one"
-            raise BadKeyError(msg)
-        if row.revoked_at is not None:
-            msg = f"the API key {key_id} was revoked on {row.revoked_at:%Y-%m-%d}: ask the operator for a new one"
-            raise BadKeyError(msg)
-        return _public(row)
+        return None if row is None else StoredKey(_public(row), row.secret_sha256)
+
+
+def check_key(stored: StoredKey | None, secret: str) -> ApiKey:
+    """The key when `secret` is its secret and it is not revoked, else `BadKeyError`."""
+    if stored is None or not hmac.compare_digest(stored.secret_sha256, _hash(secret)):
+        msg = "the API key is not known: check it, or ask the operator for a new one"
+        raise BadKeyError(msg)
+    key = stored.key
+    if key.revoked_at is not None:
+        msg = f"the API key {key.key_id} was revoked on {key.revoked_at:%Y-%m-%d}: ask the operator for a new one"
+        raise BadKeyError(msg)
+    return key

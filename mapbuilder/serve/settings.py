@@ -32,6 +32,10 @@ class ServeSettings(BaseSettings):
     # Hot tiles are kept in each process for this long (0 turns the cache off), up to this size.
     tile_cache_s: float = Field(default=5.0, ge=0)
     tile_cache_mib: int = Field(default=256, ge=1)
+    # A key's row is trusted this long in each process, so a revoked key stops within it.
+    key_cache_s: float = Field(default=5.0, ge=0, le=300)
+    # Usage is added up in each process and written to the catalog this often (see metering.py).
+    usage_flush_s: float = Field(default=1.0, gt=0, le=60)
     # Origins allowed to call the API from a browser; "*" suits a public map API.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
 

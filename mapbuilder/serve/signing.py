@@ -2,8 +2,8 @@
 
 The URL names a frame id (64 hex digits, never a path), an expiry time and an HMAC-SHA256 over
 both, so it cannot be changed to reach another frame or to live longer. It is a capability: whoever
-holds it may fetch that one image until it expires, as with S3 presigned URLs. (On MinIO a presigned
-GET could hand the bytes out directly; serving them here keeps one code path for both stores.)
+holds it may fetch that one image until it expires, as with S3 presigned URLs. (With S3/MinIO as
+the store, imagery answers carry presigned GETs instead, see presign.py, and S3 serves the bytes.)
 """
 
 from __future__ import annotations

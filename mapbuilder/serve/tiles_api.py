@@ -12,12 +12,18 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest.errors import IngestError
 from mapbuilder.errors import CorruptTileError
-from mapbuilder.serve.auth import KEY_QUERY, presented_key, require_key, services_of
+from mapbuilder.serve.auth import (
+    KEY_QUERY,
+    KEYED,
+    admit_cached,
+    presented_key,
+    require_key,
+    services_of,
+)
 from mapbuilder.serve.errors import BadTileRequestError, TileNotFoundError
 from mapbuilder.serve.overzoom import overzoom, parent_at
 from mapbuilder.serve.services import ServeServices
 from mapbuilder.serve.tile_cache import CachedTile
-from mapbuilder.serve.usage import record_usage
 from mapbuilder.tiles.dirty import mark_corrupt as mark_tile_corrupt
 from mapbuilder.tiles.layers import LAYERS, LayerSpec, layer
 from mapbuilder.tiles.mercator import Tile, tile_bounds
@@ -26,6 +32,8 @@ from mapbuilder.tiles.store import check_tile
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["tiles"])
 CORRUPT_RETRY_AFTER_S = 60
+# Public layers need no key: OpenAPI's empty requirement (added to the key schemes) says so.
+KEY_OPTIONAL: dict[str, Any] = {"security": [{}]}
 TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/webp": {}, "image/png": {}, "application/vnd.mapbox-vector-tile": {}}},
     304: {"description": "the tile has not changed since the ETag in If-None-Match"},
@@ -66,12 +74,14 @@ def etag_matches(header: str | None, etag: str) -> bool:
     responses=TILE_RESPONSES,
     response_class=Response,
     summary="One XYZ tile of a layer",
+    dependencies=KEYED,
+    openapi_extra=KEY_OPTIONAL,
 )
 async def get_tile(layer_name: str, z: int, x: int, y: int, ext: str, request: Request) -> Response:
     """A tile with a strong ETag; 304 when If-None-Match names it; 404 outside coverage.
 
     Vector layers are over-zoomed by the server above their max zoom; raster layers are not.
-    Async so that a tile from the in-process cache costs no thread hop; the catalog and the
+    Async so that a cached tile for a cached key costs no thread hop; the catalog and the
     store are used from the thread pool.
     """
     spec = layer(layer_name)
@@ -81,7 +91,11 @@ async def get_tile(layer_name: str, z: int, x: int, y: int, ext: str, request: R
     tile = check_tile((z, x, y))
     services = services_of(request)
     public = spec.name in services.settings.public_layers
-    key = None if public else await run_in_threadpool(require_key, request)
+    key = None
+    if not public:
+        key = admit_cached(services, presented_key(request)) or await run_in_threadpool(
+            require_key, request
+        )
     cached = services.cache.get(spec.name, tile)
     if cached is None:
         cached = await run_in_threadpool(load_tile, services, spec, tile)
@@ -89,10 +103,7 @@ async def get_tile(layer_name: str, z: int, x: int, y: int, ext: str, request: R
     if etag_matches(request.headers.get("if-none-match"), cached.etag):
         return Response(status_code=304, headers=headers)
     if key is not None:
-        credits = services.settings.credits_per_tile
-        await run_in_threadpool(
-            record_usage, services.catalog, key.key_id, tiles=1, credits=credits
-        )
+        services.meter.add(key.key_id, tiles=1, credits=services.settings.credits_per_tile)
     return Response(cached.data, media_type=spec.media_type, headers=headers)
 
 
@@ -111,8 +122,26 @@ def load_tile(services: ServeServices, spec: LayerSpec, tile: Tile) -> CachedTil
         raise _outside(spec, tile)
     data = stored.data if source == tile else overzoom(stored.data, source, tile)
     etag = etag_for(stored.etag, source, tile)
-    services.cache.put(spec.name, tile, data, etag)
-    return CachedTile(data, etag, 0.0)
+    services.cache.put(spec.name, tile, data, etag, stored.etag)
+    return CachedTile(data, etag, 0.0, stored.etag)
+
+
+def revalidate(services: ServeServices) -> int:
+    """Check the cached tiles in use against the store: renew the unchanged, drop the rebuilt.
+
+    Entries are due at half their time to live, so one still in use is renewed before it would
+    expire and no request has to read it again. How many were checked.
+    """
+    cache = services.cache
+    due = cache.due(age_s=cache.ttl_s / 2)
+    for layer_name, tile, entry in due:
+        checked_at = cache.clock()
+        stored_etag = services.tiles.head(layer_name, source_tile(LAYERS[layer_name], tile))
+        if stored_etag == entry.stored_etag:
+            cache.renew(layer_name, tile, entry, checked_at=checked_at)
+        else:
+            cache.drop(layer_name, tile)
+    return len(due)
 
 
 def mark_corrupt(services: ServeServices, layer_name: str, tile: Tile) -> None:
@@ -144,7 +173,12 @@ def tile_headers(services: ServeServices, etag: str, *, public: bool) -> dict[st
     }
 
 
-@router.get("/tiles/{layer_name}/tilejson.json", summary="TileJSON 3.0 of a layer")
+@router.get(
+    "/tiles/{layer_name}/tilejson.json",
+    summary="TileJSON 3.0 of a layer",
+    dependencies=KEYED,
+    openapi_extra=KEY_OPTIONAL,
+)
 def tilejson(layer_name: str, request: Request) -> dict[str, Any]:
     """Where a layer's tiles are, their zooms, bounds and (for vector layers) their fields."""
     spec = layer(layer_name)

@@ -162,15 +162,16 @@ class FrameProjector:
     ) -> FloatImage:
         """Nearness (resolution falls with distance squared) times feathering at every limit."""
         s, c = self.settings, self.calibration
-        border = np.minimum.reduce([u + 0.5, c.width_px - 0.5 - u, v + 0.5, c.height_px - 0.5 - v])
-        ramps = [
-            np.clip(border / s.feather_px, 0.0, 1.0),
-            np.clip((forward - s.near_m) / s.feather_m, 0.0, 1.0),
-            np.clip((s.far_m - forward) / s.feather_m, 0.0, 1.0),
-            np.clip((s.half_width_m - np.abs(lateral)) / s.feather_m, 0.0, 1.0),
-        ]
-        nearness = 1.0 / np.maximum(forward, s.near_m) ** 2
-        return np.asarray(np.prod(ramps, axis=0) * nearness, np.float32)
+        border = np.minimum(
+            np.minimum(u + 0.5, c.width_px - 0.5 - u), np.minimum(v + 0.5, c.height_px - 0.5 - v)
+        )
+        # The ramps multiplied one after another, in place (the order fixes the bits).
+        weight = np.clip(border / s.feather_px, 0.0, 1.0)
+        weight *= np.clip((forward - s.near_m) / s.feather_m, 0.0, 1.0)
+        weight *= np.clip((s.far_m - forward) / s.feather_m, 0.0, 1.0)
+        weight *= np.clip((s.half_width_m - np.abs(lateral)) / s.feather_m, 0.0, 1.0)
+        weight *= 1.0 / np.maximum(forward, s.near_m) ** 2
+        return np.asarray(weight, np.float32)
 
 
 def _distort(

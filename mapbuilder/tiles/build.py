@@ -1,23 +1,20 @@
 """Building imagery tiles from posed frames: which frames see which tile, then one tile at a time.
 
-Frames are decoded on demand and kept in a small cache: the frames that see a tile were taken
-close together in time, so working through the tiles in the order their first frame was taken
-decodes each frame about once while holding only a few in memory.
+Frames are decoded on demand and kept in a bounded cache (`frames.DecodedFrames`): the frames
+that see a tile were taken close together in time, so working through the tiles in the order
+their first frame was taken decodes each frame about once while holding only a few in memory.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from mapbuilder.tiles.bev import FramePose, FrameProjector, U8Image
+from mapbuilder.tiles.frames import DecodedFrames
 from mapbuilder.tiles.mercator import Tile
 from mapbuilder.tiles.stitch import BlendSettings, blend
-
-CACHE_FRAMES = 48
 
 
 @dataclass(frozen=True)
@@ -38,25 +35,6 @@ def index_tiles(projector: FrameProjector, frames: Sequence[PosedFrame]) -> dict
     return dict(index)
 
 
-class _FrameCache:
-    """Decoded frames, least recently used dropped first."""
-
-    def __init__(self, frames: Sequence[PosedFrame], size: int) -> None:
-        self.frames = frames
-        self.size = size
-        self._pixels: OrderedDict[int, U8Image] = OrderedDict()
-
-    def get(self, k: int) -> U8Image:
-        if k in self._pixels:
-            self._pixels.move_to_end(k)
-            return self._pixels[k]
-        pixels = np.ascontiguousarray(self.frames[k].load())
-        self._pixels[k] = pixels
-        if len(self._pixels) > self.size:
-            self._pixels.popitem(last=False)
-        return pixels
-
-
 def build_tiles(
     projector: FrameProjector,
     frames: Sequence[PosedFrame],
@@ -68,12 +46,13 @@ def build_tiles(
     index = index_tiles(projector, frames)
     wanted = list(index) if tiles is None else [t for t in tiles if t in index]
     wanted.sort(key=lambda tile: (index[tile][0], tile))
-    cache = _FrameCache(frames, CACHE_FRAMES)
+    cache = DecodedFrames()
     for tile in wanted:
         samples = [
             sample
             for k in index[tile]
-            if (sample := projector.sample(cache.get(k), frames[k].pose, tile)) is not None
+            if (sample := projector.sample(cache.get(str(k), frames[k].load), frames[k].pose, tile))
+            is not None
         ]
         if samples:
             yield tile, blend(samples, blend_settings)

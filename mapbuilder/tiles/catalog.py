@@ -1,5 +1,5 @@
-"""Tiles and frame poses in the catalog (migration 0005): what is built, what is dirty, and why a
-frame was left out.
+"""Tiles and frame poses in the catalog (migrations 0005 and 0008): what is built, what is dirty,
+why a frame was left out, and how each sequence's poses were refined.
 
 A tile row counts the times it was marked dirty (`dirty_version`) and remembers the count its
 last build started from (`built_version`): a build clears `dirty_since` only when nothing marked
@@ -43,6 +43,29 @@ class PoseSkip(Base):
     recorded_at: Mapped[datetime]
 
     __table_args__ = (Index("pose_skips_reason", "reason"),)
+
+
+class PoseRefinement(Base):
+    """How a sequence's poses were last refined (migration 0008): the sha256 of everything the
+    refinement read (frames, poses, lanes, settings), so the same inputs are never refined twice,
+    and the outcome: "registered", or "smoothed" with the reason refinement was not possible."""
+
+    __tablename__ = "pose_refinements"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    sequence_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    inputs_sha256: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    frames: Mapped[int] = mapped_column(Integer)
+    pairs_tried: Mapped[int] = mapped_column(Integer)
+    pairs_used: Mapped[int] = mapped_column(Integer)
+    frames_on_lanes: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    refined_at: Mapped[datetime]
+
+    __table_args__ = (Index("pose_refinements_outcome", "outcome", "reason"),)
 
 
 class TileRow(Base):

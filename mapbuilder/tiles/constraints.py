@@ -49,7 +49,7 @@ class Gates:
 @dataclass(frozen=True)
 class LaneLine:
     """A lane centre the vehicle drove along, as map matching implies it: the matched segment's
-    centreline shifted to the lane's offset, vertices (lon, lat) in any order."""
+    centreline shifted to the lane's offset, vertices (lon, lat) in the driving direction."""
 
     lon: tuple[float, ...]
     lat: tuple[float, ...]
@@ -172,8 +172,9 @@ def lane_constraints(
     max_angle_deg: float,
     end_margin_m: float,
 ) -> Lanes:
-    """For each frame, the nearest lane piece within reach whose direction agrees with the
-    frame's heading (either way along it), as a point and a unit normal. The last
+    """For each frame, the nearest lane piece within reach whose driving direction agrees with
+    the frame's heading, as a point and a unit normal (a two-way road driven both ways has a
+    lane line each way, a lane apart: a frame must not take the other one). The last
     `end_margin_m` at either end of a lane line are left out: there drivers round the corner
     of the junction and the line says little."""
     n = observed.x.size
@@ -196,7 +197,7 @@ def lane_constraints(
             foot = a + along[:, None] * direction
             distance = np.hypot(*(position - foot).T)
             inside = np.abs(start + along - starts[-1] / 2) <= starts[-1] / 2 - end_margin_m
-            aligned = np.abs(forward @ direction) >= min_cos
+            aligned = forward @ direction >= min_cos
             better = aligned & inside & (distance < best) & (distance <= search_m)
             best[better] = distance[better]
             point[better] = foot[better]

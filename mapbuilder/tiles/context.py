@@ -9,6 +9,7 @@ from ingest.storage import ObjectStore
 from mapbuilder.errors import MapError
 from mapbuilder.settings import TileSettings
 from mapbuilder.tiles.bev import BevSettings
+from mapbuilder.tiles.frames import DecodedFrames
 from mapbuilder.tiles.layers import layer
 from mapbuilder.tiles.store import TileStore
 
@@ -18,12 +19,15 @@ IMAGERY = "imagery"
 
 @dataclass(frozen=True)
 class TileContext:
-    """What building tiles needs: the catalog, the object store, and the settings."""
+    """What building tiles needs: the catalog, the object store, the settings, and the frames
+    decoded so far."""
 
     catalog: Catalog
     store: ObjectStore
     settings: TileSettings = field(default_factory=TileSettings)
     bev: BevSettings = field(default_factory=BevSettings)
+    # Kept across the blocks this context builds: a frame near a block's edge is decoded once.
+    decoded: DecodedFrames = field(default_factory=DecodedFrames, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         """Frames are projected at the zoom the imagery layer is built at, and no other."""

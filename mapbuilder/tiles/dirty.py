@@ -117,6 +117,23 @@ def dirty_blocks(
     return sorted({(z, x // block_tiles, y // block_tiles) for x, y in rows})
 
 
+def stale_tiles(
+    session: Session, layer_names: Sequence[str], *, min_zoom: int, dirty_before: datetime
+) -> int:
+    """How many tiles of these layers, at `min_zoom` or above, are dirty since before
+    `dirty_before` (a build lost with its task)."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(TileRow)
+        .where(
+            TileRow.layer.in_(list(layer_names)),
+            TileRow.z >= min_zoom,
+            TileRow.dirty_since < dirty_before,
+        )
+    )
+    return int(count or 0)
+
+
 def any_dirty_under(
     session: Session, layer_name: str, parent_block: Block, block_tiles: int
 ) -> bool:

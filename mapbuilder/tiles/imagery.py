@@ -2,8 +2,9 @@
 
 The frames are the catalog's posed frames within reach of the block (its box plus the farthest
 ground a frame sees, the halo), taken in a fixed order (capture time, then id), each projected
-with its own camera. Tiles are worked through in the order of their first frame with a small
-cache of decoded frames, as in `build.build_tiles`, so each frame is decoded about once.
+with its own camera. Tiles are worked through in the order of their first frame, with decoded
+frames taken from the builder's cache (`frames.DecodedFrames`), so each frame is decoded about
+once per block, and once per process for blocks built one after another.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cv2
@@ -21,18 +23,17 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from ingest.catalog import Camera, Frame
+from ingest.catalog import Camera, Frame, FrameState
 from ingest.db import Catalog
-from ingest.errors import ObjectCorruptError, ObjectNotFoundError
 from ingest.storage import ObjectStore
 from mapbuilder.camera import PinholeCamera
 from mapbuilder.tiles.bev import BevSettings, FramePose, FrameProjector, U8Image
 from mapbuilder.tiles.catalog import FramePoseRow
+from mapbuilder.tiles.frames import DecodedFrames, FrameUnreadableError, read_frame
 from mapbuilder.tiles.mercator import Tile, tile_bounds
 from mapbuilder.tiles.stitch import BlendSettings, blend
 
 log = logging.getLogger(__name__)
-CACHE_FRAMES = 48
 METRES_PER_DEGREE = 111_320.0
 
 
@@ -88,6 +89,8 @@ def frames_near(catalog: Catalog, tiles: Collection[Tile], bev: BevSettings) -> 
             .join(Frame, Frame.frame_id == FramePoseRow.frame_id)
             .join(Camera, Camera.camera_id == FramePoseRow.camera_id)
             .where(
+                # A frame quarantined after it was posed (its object went bad) leaves the map.
+                Frame.state == FrameState.ACCEPTED,
                 FramePoseRow.lat.between(south - dlat, north + dlat),
                 FramePoseRow.lon.between(west - dlon, east + dlon),
             )
@@ -113,21 +116,27 @@ def stitch_tiles(
     frames: list[BlockFrame],
     wanted: Collection[Tile],
     blend_settings: BlendSettings | None = None,
+    decoded: DecodedFrames | None = None,
+    unreadable: dict[str, FrameUnreadableError] | None = None,
 ) -> Iterator[StitchedTile]:
-    """Each wanted tile some frame sees, blended from those frames (RGBA)."""
+    """Each wanted tile some frame sees, blended from those frames (RGBA). Frames are decoded
+    into `decoded` (a fresh cache when not given) and taken from it when already there; those
+    that cannot be read are left out and put into `unreadable`, by frame id."""
     index: dict[Tile, list[int]] = defaultdict(list)
     for k, frame in enumerate(frames):
         for tile in frame.projector.tiles(frame.pose):
             if tile in wanted:
                 index[tile].append(k)
-    cache = _FrameCache(store, frames)
+    pixels = _Pixels(
+        store, frames, decoded or DecodedFrames(), {} if unreadable is None else unreadable
+    )
     for tile in sorted(index, key=lambda t: (index[t][0], t)):
         samples, used = [], []
         for k in index[tile]:
-            pixels = cache.get(k)
-            if pixels is None:
+            image = pixels.get(k)
+            if image is None:
                 continue
-            sample = frames[k].projector.sample(pixels, frames[k].pose, tile)
+            sample = frames[k].projector.sample(image, frames[k].pose, tile)
             if sample is not None:
                 samples.append(sample)
                 used.append(frames[k].frame_id)
@@ -135,36 +144,38 @@ def stitch_tiles(
             yield StitchedTile(tile, blend(samples, blend_settings), tuple(used))
 
 
-class _FrameCache:
-    """Decoded frames (RGB), least recently used dropped first; None for a frame that is gone."""
+class _Pixels:
+    """The RGB pixels of a block's frames from the decoded-frame cache; None for a frame that
+    cannot be read (said once, and not tried again in this block)."""
 
-    def __init__(self, store: ObjectStore, frames: list[BlockFrame]) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        frames: list[BlockFrame],
+        decoded: DecodedFrames,
+        unreadable: dict[str, FrameUnreadableError],
+    ) -> None:
         self.store = store
         self.frames = frames
-        self._pixels: OrderedDict[int, U8Image | None] = OrderedDict()
+        self.decoded = decoded
+        self.unreadable = unreadable
 
     def get(self, k: int) -> U8Image | None:
-        if k in self._pixels:
-            self._pixels.move_to_end(k)
-            return self._pixels[k]
-        pixels = self._load(self.frames[k])
-        self._pixels[k] = pixels
-        if len(self._pixels) > CACHE_FRAMES:
-            self._pixels.popitem(last=False)
-        return pixels
-
-    def _load(self, frame: BlockFrame) -> U8Image | None:
+        frame = self.frames[k]
+        if frame.frame_id in self.unreadable:
+            return None
         try:
-            data = self.store.get_bytes(frame.object_key)
-        except (ObjectNotFoundError, ObjectCorruptError) as exc:
-            # An accepted frame whose object is gone: the tile is built without it, and said.
+            return self.decoded.get(frame.object_key, partial(self._rgb, frame))
+        except FrameUnreadableError as exc:
+            # An accepted frame whose object is gone or damaged: the tile is built without it,
+            # and the builder quarantines it.
             log.error("frame %s left out of its tiles: %s", frame.frame_id, exc)
+            self.unreadable[frame.frame_id] = exc
             return None
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            log.error("frame %s left out of its tiles: its JPEG does not decode", frame.frame_id)
-            return None
-        return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+
+    def _rgb(self, frame: BlockFrame) -> U8Image:
+        bgr = read_frame(self.store, frame.frame_id, frame.object_key)
+        return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8)
 
 
 def encode_webp(rgba: U8Image, *, quality: int, method: int, lossless: bool = False) -> bytes:

@@ -61,6 +61,10 @@ LAYERS: dict[str, LayerSpec] = {
     )
 }
 
+EAGER_MIN_ZOOM = 14
+"""Coverage and freshness tiles from this zoom up are rebuilt as frames are matched; below it a
+tile spans kilometres and hundreds of segments, so those wait for the hourly refresh."""
+
 
 def layer(name: str) -> LayerSpec:
     """The layer called `name`; `UnknownLayer` listing the layers when there is none."""

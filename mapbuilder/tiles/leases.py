@@ -3,6 +3,9 @@
 Two builders of one block could otherwise finish in the wrong order, the slower writing older
 tiles over newer ones. A builder that finds the block leased leaves it: the holder looks for
 marks that arrived while it worked after dropping the lease, and queues the block again.
+
+A Celery task holds the lease under its task id, so the same task delivered again after its worker
+died takes its own lease back at once instead of waiting for it to lapse.
 """
 
 from __future__ import annotations
@@ -25,10 +28,16 @@ def new_holder() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
+def task_holder(task_id: str) -> str:
+    """The holder name of a Celery task: the same in every delivery of its message."""
+    return f"task-{task_id}"
+
+
 def acquire(
     catalog: Catalog, layer_name: str, block: Block, holder: str, now: datetime, ttl_s: float
 ) -> bool:
-    """Take the block's lease (free, or expired); False when another builder holds it."""
+    """Take the block's lease (free, expired, or already `holder`'s: a task delivered again);
+    False when another builder holds it."""
     z, bx, by = block
     insert = postgresql.insert if catalog.engine.dialect.name == "postgresql" else sqlite.insert
     values = {"layer": layer_name, "z": z, "bx": bx, "by": by, "holder": holder}
@@ -39,7 +48,7 @@ def acquire(
         .on_conflict_do_update(
             index_elements=["layer", "z", "bx", "by"],
             set_={"holder": holder, "expires_at": expires},
-            where=BlockLease.expires_at < now,
+            where=(BlockLease.expires_at < now) | (BlockLease.holder == holder),
         )
         .returning(BlockLease.holder)
     )

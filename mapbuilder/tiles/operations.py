@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
 
 from ingest.db import Catalog
-from mapbuilder.tiles.catalog import FramePoseRow, PoseSkip
+from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement, PoseSkip
 from mapbuilder.tiles.context import IMAGERY, TileContext
 from mapbuilder.tiles.dirty import layer_counts
 from mapbuilder.tiles.layers import LAYERS
 from mapbuilder.tiles.pipeline import BlockReport, BuildSummary, build_dirty, imagery_layer
 from mapbuilder.tiles.posing import mark_everything, pending_sequences, update_poses
+from mapbuilder.tiles.refiner import REGISTERED
 
 
 @dataclass(frozen=True)
 class BuildRun:
-    """What `build_imagery` did: sequences posed first, tiles marked by `--all`, the build."""
+    """What `build_imagery` did: sequences posed first (refined, or kept smoothed by reason),
+    tiles marked by `--all`, the build."""
 
     sequences_posed: int
     frames_posed: int
     skipped: dict[str, int]
     marked_all: int
     summary: BuildSummary
+    sequences_refined: int = 0
+    sequences_not_refined: dict[str, int] = field(default_factory=dict)
 
 
 def build_imagery(
@@ -42,7 +46,15 @@ def build_imagery(
     update = update_poses(ctx, keys)
     marked = mark_everything(ctx) if everything else 0
     summary = build_dirty(ctx, layer_name, min_zoom=min_zoom, on_block=on_block)
-    return BuildRun(len(keys), update.posed, update.skipped, marked, summary)
+    return BuildRun(
+        len(keys),
+        update.posed,
+        update.skipped,
+        marked,
+        summary,
+        update.refined,
+        update.not_refined,
+    )
 
 
 def tiles_status(catalog: Catalog) -> dict[str, Any]:
@@ -61,9 +73,20 @@ def tiles_status(catalog: Catalog) -> dict[str, Any]:
         skipped = dict(
             session.execute(select(PoseSkip.reason, func.count()).group_by(PoseSkip.reason)).all()
         )
+        refinements = session.execute(
+            select(PoseRefinement.outcome, PoseRefinement.reason, func.count()).group_by(
+                PoseRefinement.outcome, PoseRefinement.reason
+            )
+        ).all()
     return {
         "layers": layers,
         "frames_posed": int(posed),
         "frames_skipped": {str(k): int(v) for k, v in sorted(skipped.items())},
         "sequences_pending": len(pending_sequences(catalog)),
+        "sequences_refined": sum(int(n) for outcome, _, n in refinements if outcome == REGISTERED),
+        "sequences_not_refined": {
+            str(reason): int(n)
+            for outcome, reason, n in sorted(refinements, key=str)
+            if outcome != REGISTERED
+        },
     }

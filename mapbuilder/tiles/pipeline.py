@@ -35,12 +35,14 @@ from mapbuilder.tiles.dirty import (
     mark_dirty,
     record_built,
 )
+from mapbuilder.tiles.frames import FrameUnreadableError
 from mapbuilder.tiles.imagery import decode_rgba, encode_webp, frames_near, stitch_tiles
 from mapbuilder.tiles.layers import LayerSpec, layer
 from mapbuilder.tiles.leases import acquire, new_holder, release
 from mapbuilder.tiles.mercator import Tile
 from mapbuilder.tiles.pyramid import children_of, downsample
 from mapbuilder.tiles.store import check_layer_zoom
+from mapbuilder.tiles.unreadable import quarantine_unreadable
 
 log = logging.getLogger(__name__)
 STAGE = "tiles"
@@ -66,11 +68,14 @@ class BlockReport:
     """Tiles of the block were marked while it was built: build it again."""
 
 
-def build_block(ctx: TileContext, layer_name: str, block: Block) -> BlockReport:
-    """Build the dirty tiles of one block under its lease, write them, record them (see the
-    module doc); after dropping the lease, say whether marks arrived meanwhile."""
+def build_block(
+    ctx: TileContext, layer_name: str, block: Block, *, holder: str | None = None
+) -> BlockReport:
+    """Build the dirty tiles of one block under its lease (held as `holder`, default a new name),
+    write them, record them (see the module doc); after dropping the lease, say whether marks
+    arrived meanwhile."""
     spec = imagery_layer(layer_name)
-    holder = new_holder()
+    holder = holder or new_holder()
     if not acquire(ctx.catalog, spec.name, block, holder, utcnow(), ctx.settings.block_lease_s):
         return BlockReport(block, busy=True)
     try:
@@ -136,9 +141,13 @@ def _stitched(ctx: TileContext, dirty: dict[Tile, int]) -> tuple[dict[Tile, _Ima
     frames = frames_near(ctx.catalog, list(dirty), ctx.bev)
     images: dict[Tile, _Image] = dict.fromkeys(dirty, (None, 0))
     used: set[str] = set()
-    for stitched in stitch_tiles(ctx.store, frames, set(dirty)):
+    unreadable: dict[str, FrameUnreadableError] = {}
+    tiles = stitch_tiles(ctx.store, frames, set(dirty), decoded=ctx.decoded, unreadable=unreadable)
+    for stitched in tiles:
         images[stitched.tile] = (stitched.rgba, len(stitched.frame_ids))
         used.update(stitched.frame_ids)
+    if unreadable:
+        quarantine_unreadable(ctx, unreadable)
     return images, len(used)
 
 
@@ -149,13 +158,16 @@ def _from_children(
     marked for rebuild and their parents left dirty, to be built once the children are."""
     images: dict[Tile, _Image] = {}
     corrupt: list[Tile] = []
-    counts = _frame_counts(ctx.catalog, spec.name, [c for t in dirty for c in children_of(t)])
+    built = _built_children(ctx.catalog, spec.name, [c for t in dirty for c in children_of(t)])
     for tile in sorted(dirty):
-        children, bad = _read_children(ctx, spec.name, tile)
+        read = _read_children(ctx, spec.name, tile, built)
+        if read is None:  # a child is being rebuilt: its build marks and queues this one again
+            continue
+        children, bad = read
         if bad:
             corrupt.extend(bad)
             continue
-        frames = sum(counts.get(child, 0) for child in children_of(tile))
+        frames = sum(built[child][1] for child in children_of(tile) if child in built)
         images[tile] = (downsample(children), frames)
     if corrupt:
         with ctx.catalog.session() as session:
@@ -164,38 +176,67 @@ def _from_children(
 
 
 def _read_children(
-    ctx: TileContext, layer_name: str, tile: Tile
-) -> tuple[list[U8Image | None], list[Tile]]:
-    """The pixels of a tile's four children (None: absent), and those that are corrupt."""
+    ctx: TileContext, layer_name: str, tile: Tile, built: dict[Tile, tuple[str | None, int]]
+) -> tuple[list[U8Image | None], list[Tile]] | None:
+    """The pixels of a tile's four children (None: absent), and those that are corrupt: bytes
+    that are not the ones the catalog recorded, or a tile the catalog has but the store lost.
+    None when a child was rebuilt since its ETag was read (not damage: build the tile later)."""
     pixels: list[U8Image | None] = []
     bad = []
     for child in children_of(tile):
+        etag = built.get(child, (None, 0))[0]
         try:
-            stored = ctx.tiles.get(layer_name, child)
+            stored = ctx.tiles.get(layer_name, child, expected_etag=etag)
         except CorruptTile as exc:
+            if _rebuilt_meanwhile(ctx.catalog, layer_name, child, etag):
+                return None
             log.error("%s: rebuilding it before its parent", exc)
+            bad.append(child)
+            continue
+        if stored is None and etag is not None:
+            if _rebuilt_meanwhile(ctx.catalog, layer_name, child, etag):
+                return None
+            log.error(
+                "%s tile %d/%d/%d is missing from the store: rebuilding it", layer_name, *child
+            )
             bad.append(child)
             continue
         pixels.append(None if stored is None else decode_rgba(stored.data))
     return pixels, bad
 
 
-def _frame_counts(catalog: Catalog, layer_name: str, tiles: list[Tile]) -> dict[Tile, int]:
-    """The recorded frame counts of tiles (of one zoom)."""
+def _rebuilt_meanwhile(catalog: Catalog, layer_name: str, tile: Tile, etag: str | None) -> bool:
+    """Whether the tile is being rebuilt (marked dirty) or was recorded with another ETag since
+    `etag` was read: a build writes its bytes before recording them, so a reader in between
+    sees bytes the catalog does not name yet (found by the soak test, with two workers)."""
+    z, x, y = tile
+    with catalog.session() as session:
+        row = session.execute(
+            select(TileRow.etag, TileRow.dirty_since).where(
+                TileRow.layer == layer_name, TileRow.z == z, TileRow.x == x, TileRow.y == y
+            )
+        ).one_or_none()
+    return row is not None and (row.dirty_since is not None or row.etag != etag)
+
+
+def _built_children(
+    catalog: Catalog, layer_name: str, tiles: list[Tile]
+) -> dict[Tile, tuple[str | None, int]]:
+    """The recorded ETag and frame count of tiles (of one zoom)."""
     if not tiles:
         return {}
     z = tiles[0][0]
     xs, ys = [t[1] for t in tiles], [t[2] for t in tiles]
     with catalog.session() as session:
         rows = session.execute(
-            select(TileRow.x, TileRow.y, TileRow.frame_count).where(
+            select(TileRow.x, TileRow.y, TileRow.etag, TileRow.frame_count).where(
                 TileRow.layer == layer_name,
                 TileRow.z == z,
                 TileRow.x.between(min(xs), max(xs)),
                 TileRow.y.between(min(ys), max(ys)),
             )
         ).all()
-    return {(z, x, y): int(count) for x, y, count in rows}
+    return {(z, x, y): (etag, int(count)) for x, y, etag, count in rows}
 
 
 def _write(

@@ -92,7 +92,7 @@ class Observed:
     heading_rad: FloatArray
     t_s: FloatArray
     sigma_scale: FloatArray  # HDOP where known, else 1
-    travelled_m: FloatArray  # distance driven since the first frame (Doppler or odometer), or NaN
+    step_m: FloatArray  # distance driven from the previous frame (Doppler or odometer), or NaN
     # Which sequence (drive) each frame belongs to: GNSS bias, sideslip and travel link only
     # frames of one sequence; None: all one sequence.
     sequence: IntArray | None = None
@@ -216,7 +216,7 @@ class _Graph:
         cos_m, sin_m = np.cos(mid), np.sin(mid)
         lateral = step_x * cos_m - step_y * sin_m
         along = step_x * sin_m + step_y * cos_m
-        travelled = self.obs.travelled_m[k + 1] - self.obs.travelled_m[k]
+        travelled = self.obs.step_m[k + 1]
         # Driven along an arc, the chord is shorter than the path by sinc(turn / 2); its
         # derivative (for the Jacobian) is travelled * d(sin u / u)/du / 2, u the half turn.
         chord = travelled * np.sinc(half_turn / np.pi)

@@ -2,8 +2,9 @@
 
 A frame gets a pose when it is accepted, matched onto a road segment close to its fix, and its
 device sent a usable camera calibration; every other matched frame gets a recorded reason
-(`Skip`), never a silent drop. `poses_for` takes an optional refinement (`PoseRefiner`), the seam
-where registration of overlapping views can replace the smoothed GNSS poses.
+(`Skip`), never a silent drop. `poses_for` takes an optional refinement (`PoseRefiner`): the
+pipeline (`posing.update_poses`) passes `refiner.CatalogRefiner`, which replaces each sequence's
+smoothed poses by poses refined by registering its overlapping views.
 """
 
 from __future__ import annotations

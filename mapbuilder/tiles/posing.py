@@ -1,14 +1,17 @@
 """Poses of matched frames in the catalog, and the imagery tiles they make dirty.
 
-`update_poses` stores each frame's pose (or the reason it has none) and marks the top-zoom tiles
-under every footprint that appeared, moved or went away: a sequence matched again with a later
-batch usually changes only its last few seconds, so only their tiles are rebuilt.
+`update_poses` poses each sequence (the smoothed track, then refined by registration unless
+`TileSettings.refine_poses` is off), stores each frame's pose (or the reason it has none) with
+how the refinement went, in one transaction, and marks the top-zoom tiles under every footprint
+that appeared, moved or went away. A sequence matched again with a later batch is refined again
+as a whole, so its poses may all move a little and its tiles are rebuilt; the same inputs again
+give the stored poses back and mark nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -21,11 +24,12 @@ from mapbuilder.camera import Calibration
 from mapbuilder.catalog import FrameMatch
 from mapbuilder.settings import MatchSettings
 from mapbuilder.tiles.bev import BevSettings, FramePose, FrameProjector
-from mapbuilder.tiles.catalog import FramePoseRow, PoseSkip, TileRow
+from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement, PoseSkip, TileRow
 from mapbuilder.tiles.context import IMAGERY, TileContext
 from mapbuilder.tiles.dirty import Block, block_of, dialect_insert, mark_dirty
 from mapbuilder.tiles.mercator import Tile
-from mapbuilder.tiles.poses import CatalogPose, PoseRefiner, Poses, poses_for
+from mapbuilder.tiles.poses import CatalogPose, Poses, poses_for
+from mapbuilder.tiles.refiner import REGISTERED, CatalogRefiner, RefinementOutcome
 
 # The footprint of a frame depends on the BEV settings only, not on the camera.
 _FOOTPRINT_CAMERA = Calibration()
@@ -34,34 +38,90 @@ _ID_CHUNK = 500
 
 @dataclass(frozen=True)
 class PoseUpdate:
-    """What `update_poses` did: frames posed and skipped (by reason), tiles and blocks dirtied."""
+    """What `update_poses` did: frames posed and skipped (by reason), tiles and blocks dirtied,
+    sequences refined now and those that keep their smoothed poses (by reason); sequences whose
+    inputs were refined before count in neither."""
 
     posed: int
     skipped: dict[str, int]
     tiles_marked: int
     blocks: list[Block]
+    refined: int = 0
+    not_refined: dict[str, int] = field(default_factory=dict)
 
 
 def update_poses(
-    ctx: TileContext, keys: Sequence[SequenceKey], *, refine: PoseRefiner | None = None
+    ctx: TileContext, keys: Sequence[SequenceKey], *, refine: bool | None = None
 ) -> PoseUpdate:
-    """Pose the matched frames of these sequences and mark the tiles whose frames changed."""
+    """Pose the matched frames of these sequences (refined unless `refine` is False, default
+    `ctx.settings.refine_poses`) and mark the tiles whose frames changed."""
+    wanted = ctx.settings.refine_poses if refine is None else refine
+    refiner = CatalogRefiner(ctx.catalog, ctx.store) if wanted else None
     poses = poses_for(
         ctx.catalog,
         keys,
         max_offroad_m=ctx.settings.max_offroad_m,
         options=MatchSettings().sequence_options(),
-        refine=refine,
+        refine=refiner,
     )
+    outcomes = refiner.outcomes if refiner else []
     now = utcnow()
     with ctx.catalog.session() as session:
         touched = _store_poses(session, poses, ctx.bev, now)
+        _store_refinements(session, outcomes, now)
         marked = mark_dirty(session, IMAGERY, touched, now)
-    skipped: dict[str, int] = {}
-    for skip in poses.skipped:
-        skipped[skip.reason] = skipped.get(skip.reason, 0) + 1
     blocks = sorted({block_of(t, ctx.settings.block_tiles) for t in touched})
-    return PoseUpdate(len(poses.posed), skipped, marked, blocks)
+    refined = sum(o.outcome == REGISTERED for o in outcomes)
+    not_refined = _counts(str(o.reason) for o in outcomes if o.outcome != REGISTERED)
+    return PoseUpdate(
+        len(poses.posed),
+        _counts(skip.reason for skip in poses.skipped),
+        marked,
+        blocks,
+        refined,
+        not_refined,
+    )
+
+
+def _counts(reasons: Iterable[str]) -> dict[str, int]:
+    """How often each reason occurs."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+def _store_refinements(
+    session: Session, outcomes: Sequence[RefinementOutcome], now: datetime
+) -> None:
+    """Insert or replace each sequence's refinement record."""
+    if not outcomes:
+        return
+    rows = [
+        {
+            "device_id": o.key[0],
+            "sequence_id": o.key[1],
+            "inputs_sha256": o.inputs_sha256,
+            "outcome": o.outcome,
+            "reason": o.reason,
+            "detail": o.detail,
+            "frames": o.frames,
+            "pairs_tried": o.pairs_tried,
+            "pairs_used": o.pairs_used,
+            "frames_on_lanes": o.frames_on_lanes,
+            "seconds": round(o.seconds, 3),
+            "refined_at": now,
+        }
+        for o in outcomes
+    ]
+    statement = dialect_insert(session)(PoseRefinement.__table__)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["device_id", "sequence_id"],
+            set_={name: statement.excluded[name] for name in rows[0] if not name.endswith("_id")},
+        ),
+        rows,
+    )
 
 
 def footprint_tiles(pose: FramePose, bev: BevSettings) -> list[Tile]:

@@ -79,12 +79,21 @@ class RefineSettings:
 @dataclass(frozen=True)
 class Drive:
     """One sequence's frames (time order, GNSS poses in `frame.pose`) with, per frame where
-    known, the receiver's HDOP and the distance driven since the first frame (Doppler speed
-    integrated over the fixes, or an odometer)."""
+    known, the receiver's HDOP and the distance driven: since the first frame (`travelled_m`:
+    Doppler speed integrated over the fixes, or an odometer) or from the previous frame
+    (`step_m`, which wins when both are given; the first frame's is not used)."""
 
     frames: Sequence[PosedFrame]
     hdop: Sequence[float | None] | None = None
     travelled_m: Sequence[float | None] | None = None
+    step_m: Sequence[float | None] | None = None
+
+    def steps(self) -> FloatArray:
+        """Distance driven from the previous frame, NaN where unknown."""
+        if self.step_m is not None:
+            return _values(self.step_m, len(self.frames), np.nan)
+        travelled = _values(self.travelled_m, len(self.frames), np.nan)
+        return np.diff(travelled, prepend=np.nan)
 
 
 @dataclass(frozen=True)
@@ -180,7 +189,7 @@ def _observed(drives: Sequence[Drive], local: LocalFrame, max_gap_s: float) -> O
         np.radians([f.pose.heading_deg for f in frames]),
         np.array([f.pose.time_s for f in frames]),
         np.concatenate([_values(d.hdop, len(d.frames), 1.0) for d in drives]),
-        np.concatenate([_values(d.travelled_m, len(d.frames), np.nan) for d in drives]),
+        np.concatenate([d.steps() for d in drives]),
         _parts(drives, max_gap_s),
     )
 

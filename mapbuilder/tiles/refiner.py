@@ -1,19 +1,176 @@
-"""Pose refinement as the tile pipeline's `PoseRefiner` (the seam in `poses.poses_for`)."""
+"""Pose refinement as the tile pipeline's `PoseRefiner` (the seam in `poses.poses_for`).
+
+`CatalogRefiner` is the pipeline's: for each sequence it reads what refinement needs from the
+catalog (`refine_inputs`: the receiver's fixes, speeds and HDOP), lane lines from the roads the
+sequence was matched to (`lanes`) and the frames from the object store, and refines them from
+the receiver's fixes, unless the very same inputs were refined before: then the stored poses
+come back, so a sequence is refined once per change whichever task asks first, and the tiles
+built from it do not depend on the order blocks are built in. A sequence that cannot be refined
+keeps its smoothed poses and the reason is recorded; it never fails the build. `pose_refiner`
+refines frames given by loaders (tests, benchmarks).
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from itertools import groupby
 
-from mapbuilder.camera import CameraLike
-from mapbuilder.tiles.bev import U8Image
-from mapbuilder.tiles.build import PosedFrame
-from mapbuilder.tiles.poses import CatalogPose, PoseRefiner
-from mapbuilder.tiles.refine import LaneLine, RefineSettings, refine_poses
+import cv2
+import numpy as np
 
+from ingest.db import Catalog
+from ingest.states import SequenceKey
+from ingest.storage import ObjectStore
+from mapbuilder.camera import CameraLike, PinholeCamera
+from mapbuilder.errors import MapError
+from mapbuilder.tiles.bev import FramePose, U8Image
+from mapbuilder.tiles.build import PosedFrame
+from mapbuilder.tiles.frames import FrameUnreadableError, read_frame
+from mapbuilder.tiles.lanes import lane_lines
+from mapbuilder.tiles.poses import SMOOTHED, CatalogPose, PoseRefiner
+from mapbuilder.tiles.refine import (
+    Drive,
+    LaneLine,
+    PoseRefinementError,
+    RefinedPoses,
+    RefineSettings,
+    refine_sequences,
+)
+from mapbuilder.tiles.refine_inputs import (
+    SequenceInputs,
+    inputs_sha256,
+    last_refinement,
+    read_inputs,
+    steps_m,
+    stored_poses,
+)
+
+log = logging.getLogger(__name__)
 REGISTERED = "registered"
+# Part of every sequence's input digest: change it when refinement gives other answers for the
+# same inputs, and every sequence is refined again the next time it is posed.
+REFINER_VERSION = 1
+# GNSS is off by a few metres, in a street canyon by ten: a refined pose farther than this from
+# the receiver's fix means registration went wrong, and the smoothed poses are kept.
+MAX_SHIFT_M = 20.0
+METRES_PER_DEGREE = 111_320.0
+
+
+@dataclass(frozen=True)
+class RefinementOutcome:
+    """How one sequence's poses were refined: "registered", or "smoothed" and why not."""
+
+    key: SequenceKey
+    inputs_sha256: str
+    outcome: str
+    reason: str | None
+    detail: str
+    frames: int
+    pairs_tried: int = 0
+    pairs_used: int = 0
+    frames_on_lanes: int = 0
+    seconds: float = 0.0
+
+
+class NotRefinedError(MapError):
+    """Refinement of a sequence is not possible: a reason code and what happened."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _Refined:
+    poses: list[CatalogPose]
+    pairs_tried: int
+    pairs_used: int
+    frames_on_lanes: int
+
+
+class CatalogRefiner:
+    """The pipeline's refiner over a catalog and an object store; `outcomes` collects how each
+    sequence refined in this run went (reused ones are not repeated), for the caller to store
+    with the poses."""
+
+    def __init__(
+        self, catalog: Catalog, store: ObjectStore, settings: RefineSettings | None = None
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.settings = settings or RefineSettings()
+        self.outcomes: list[RefinementOutcome] = []
+
+    def __call__(self, found: Sequence[CatalogPose]) -> list[CatalogPose]:
+        """One sequence's smoothed poses (time order) refined: same frames, same order."""
+        inputs = read_inputs(self.catalog, found)
+        lanes = lane_lines(inputs.roads)
+        digest = inputs_sha256(found, inputs, lanes, f"{REFINER_VERSION}:{self.settings!r}")
+        reused = self._reused(found, inputs.key, digest)
+        if reused is not None:
+            return reused
+        started = time.perf_counter()
+        outcome = RefinementOutcome(inputs.key, digest, REGISTERED, None, "", len(found))
+        try:
+            refined = self._refine(found, inputs, lanes)
+        except NotRefinedError as skip:
+            log.warning("sequence %s/%s keeps its smoothed poses: %s", *inputs.key, skip.detail)
+            poses = list(found)
+            outcome = replace(outcome, outcome=SMOOTHED, reason=skip.reason, detail=skip.detail)
+        else:
+            poses = refined.poses
+            outcome = replace(
+                outcome,
+                pairs_tried=refined.pairs_tried,
+                pairs_used=refined.pairs_used,
+                frames_on_lanes=refined.frames_on_lanes,
+            )
+        self.outcomes.append(replace(outcome, seconds=time.perf_counter() - started))
+        return poses
+
+    def _reused(
+        self, found: Sequence[CatalogPose], key: SequenceKey, digest: str
+    ) -> list[CatalogPose] | None:
+        """The poses of the last refinement when it had the same inputs, else None."""
+        last = last_refinement(self.catalog, key)
+        if last is None or last.inputs_sha256 != digest:
+            return None
+        if last.outcome == SMOOTHED:
+            return list(found)  # it failed on these very inputs: it would fail again
+        return stored_poses(self.catalog, key, found, REGISTERED)
+
+    def _refine(
+        self, found: Sequence[CatalogPose], inputs: SequenceInputs, lanes: list[LaneLine]
+    ) -> _Refined:
+        objects = {p.frame_id: f.object_key for p, f in zip(found, inputs.frames, strict=True)}
+
+        def load(frame_id: str) -> U8Image:
+            return read_frame(self.store, frame_id, objects[frame_id], grey=True)
+
+        def camera_of(camera_id: str) -> CameraLike:
+            return PinholeCamera.from_calibration(inputs.calibrations[camera_id])
+
+        # The pose graph models the receiver's own error (white noise and a drifting bias), so
+        # it starts from what the receiver said, not from the smoothed track.
+        reported = [
+            replace(p, pose=FramePose(f.lon, f.lat, f.heading_deg, p.pose.time_s))
+            for p, f in zip(found, inputs.frames, strict=True)
+        ]
+        return _refine_runs(
+            reported,
+            load,
+            camera_of,
+            lanes=lanes,
+            hdop=[f.hdop for f in inputs.frames],
+            step_m=steps_m(found, inputs),
+            settings=self.settings,
+        )
 
 
 def pose_refiner(
@@ -23,24 +180,96 @@ def pose_refiner(
     lanes: Sequence[LaneLine] = (),
     settings: RefineSettings | None = None,
 ) -> PoseRefiner:
-    """A refiner for `poses_for`: `load(frame_id)` gives a frame's RGB pixels and
+    """A refiner for `poses_for`: `load(frame_id)` gives a frame's pixels (RGB or grey) and
     `camera_of(camera_id)` its camera. Each run of frames from one camera is refined with
-    `refine_poses` (a single frame is kept as it is); poses come back with source
-    "registered", same frames, same order."""
+    `refine_sequences` (a run of one frame is kept as it is); poses come back with source
+    "registered", same frames, same order. `NotRefinedError` where `CatalogRefiner` would keep the
+    smoothed poses and record the reason."""
 
     def refine(found: Sequence[CatalogPose]) -> list[CatalogPose]:
-        refined: list[CatalogPose] = []
-        for camera_id, run in groupby(found, key=lambda p: p.camera_id):
-            poses = list(run)
-            if len(poses) < 2:
-                refined.extend(poses)
-                continue
-            frames = [PosedFrame(p.frame_id, p.pose, partial(load, p.frame_id)) for p in poses]
-            result = refine_poses(frames, camera_of(camera_id), lanes=lanes, settings=settings)
-            refined.extend(
-                replace(p, pose=pose, source=REGISTERED)
-                for p, pose in zip(poses, result.poses, strict=True)
-            )
-        return refined
+        return _refine_runs(
+            found, load, camera_of, lanes=lanes, settings=settings or RefineSettings()
+        ).poses
 
     return refine
+
+
+def _refine_runs(
+    found: Sequence[CatalogPose],
+    load: Callable[[str], U8Image],
+    camera_of: Callable[[str], CameraLike],
+    *,
+    lanes: Sequence[LaneLine],
+    settings: RefineSettings,
+    hdop: Sequence[float | None] | None = None,
+    step_m: Sequence[float | None] | None = None,
+) -> _Refined:
+    """Each run of frames from one camera refined on its own; `NotRefinedError` when any cannot be."""
+    if len(found) < 2:
+        raise NotRefinedError(
+            "too_few_frames", "a single frame has no neighbour to be registered with"
+        )
+    refined: list[CatalogPose] = []
+    tried = used = anchored = 0
+    start = 0
+    for camera_id, group in groupby(found, key=lambda p: p.camera_id):
+        run = list(group)
+        end = start + len(run)
+        if len(run) < 2:
+            refined.extend(run)
+        else:
+            frames = [PosedFrame(p.frame_id, p.pose, partial(load, p.frame_id)) for p in run]
+            drive = Drive(
+                frames,
+                None if hdop is None else hdop[start:end],
+                step_m=None if step_m is None else step_m[start:end],
+            )
+            result = _refined_run(drive, camera_of(camera_id), lanes, settings)
+            refined.extend(
+                replace(p, pose=pose, source=REGISTERED)
+                for p, pose in zip(run, result.poses, strict=True)
+            )
+            tried, used = tried + result.pairs_tried, used + result.pairs_used
+            anchored += result.frames_on_lanes
+        start = end
+    return _Refined(refined, tried, used, anchored)
+
+
+def _refined_run(
+    drive: Drive, camera: CameraLike, lanes: Sequence[LaneLine], settings: RefineSettings
+) -> RefinedPoses:
+    """One camera's run refined, poses rounded as the smoothed ones are (0.1 mm, 1e-4 degree),
+    or `NotRefinedError` saying why not."""
+    try:
+        result = refine_sequences([drive], camera, lanes=lanes, settings=settings)[0]
+    except FrameUnreadableError as exc:
+        raise NotRefinedError("frame_unreadable", f"{exc}; the tiles are built without it") from exc
+    except PoseRefinementError as exc:
+        raise NotRefinedError("unusable_sequence", str(exc)) from exc
+    except (cv2.error, np.linalg.LinAlgError, ArithmeticError, ValueError) as exc:
+        log.exception("pose refinement failed")
+        raise NotRefinedError("refinement_failed", f"{type(exc).__name__}: {exc}") from exc
+    poses = [_rounded(p) for p in result.poses]
+    shift = max(_distance_m(f.pose, p) for f, p in zip(drive.frames, poses, strict=True))
+    if not math.isfinite(shift) or shift > MAX_SHIFT_M:
+        msg = (
+            f"refined poses moved up to {shift:.1f} m from the receiver's fixes (more than "
+            f"{MAX_SHIFT_M:g} m): registration went wrong, so the smoothed poses are kept"
+        )
+        raise NotRefinedError("diverged", msg)
+    return replace(result, poses=poses)
+
+
+def _rounded(pose: FramePose) -> FramePose:
+    """A pose rounded as `poses._smoothed` rounds: refining the same inputs in another process
+    gives the same stored values."""
+    return FramePose(
+        round(pose.lon, 9), round(pose.lat, 9), round(pose.heading_deg, 4) % 360.0, pose.time_s
+    )
+
+
+def _distance_m(a: FramePose, b: FramePose) -> float:
+    """Metres between two nearby poses (equirectangular: ample for a sanity gate)."""
+    east = (b.lon - a.lon) * math.cos(math.radians(a.lat)) * METRES_PER_DEGREE
+    north = (b.lat - a.lat) * METRES_PER_DEGREE
+    return math.hypot(east, north)

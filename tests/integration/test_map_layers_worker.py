@@ -15,7 +15,7 @@ from ingest.queues import LAYERS_UPDATE_TASK, TILES_QUEUE, create_celery_app
 from ingest.storage import LocalObjectStore, ObjectStore
 from mapbuilder.layers.marking import mark_segments_dirty, segments_of_sequences
 from mapbuilder.tiles.catalog import TileRow
-from roadswarm.layer_tasks import EAGER_MIN_ZOOM
+from mapbuilder.tiles.layers import EAGER_MIN_ZOOM
 from roadswarm.map_layers import build_layers
 from roadswarm.stack import ingest_worker
 from tests.ingest_helpers import catalog_at, postgres_database, require_redis

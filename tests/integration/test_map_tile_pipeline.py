@@ -15,13 +15,14 @@ import pytest
 from celery import Celery
 from sqlalchemy import select
 
+from ingest.catalog import utcnow
 from ingest.db import Catalog
 from ingest.queues import MATCH_QUEUE, MATCH_TASK, TILES_QUEUE, create_celery_app
 from ingest.storage import LocalObjectStore
 from mapbuilder.errors import CorruptTile
-from mapbuilder.tiles.catalog import PoseSkip, TileRow
+from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement, PoseSkip, TileRow
 from mapbuilder.tiles.context import TileContext
-from mapbuilder.tiles.dirty import mark_corrupt
+from mapbuilder.tiles.dirty import mark_corrupt, mark_dirty
 from mapbuilder.tiles.imagery import decode_rgba
 from mapbuilder.tiles.mercator import Tile
 from mapbuilder.tiles.pipeline import build_dirty
@@ -113,7 +114,8 @@ def test_tiles_decode_form_a_pyramid_and_rebuild_identically(
             shift = 21 - level
             assert rows[(level, x >> shift, y >> shift)].etag is not None
     before = _stored(ctx)
-    assert mark_everything(ctx) == len(top)
+    # Every built tile, and any other a footprint's box reaches (that saw no ground).
+    assert mark_everything(ctx) >= len(top)
     build_dirty(ctx)
     assert _stored(ctx) == before
 
@@ -203,6 +205,34 @@ def test_a_corrupt_tile_is_never_served_and_is_rebuilt(
     assert ctx.tiles.get("imagery", tile) == good
 
 
+@pytest.mark.parametrize("damage", ["rewritten", "lost"])
+def test_a_child_that_is_not_what_the_catalog_recorded_is_rebuilt_before_its_parent(
+    seeded: tuple[TileContext, World],
+    drive_frames: list[Keyframe],
+    short_drive: Path,
+    damage: str,
+) -> None:
+    """A z21 tile rewritten behind the catalog's back (the store's own record agreeing with the
+    bad bytes, as after a crash before they reached the disk) or lost: building its parent
+    notices, rebuilds it from its frames, then the parent."""
+    ctx, _ = seeded
+    _add(ctx, drive_frames[:10], short_drive, "device-a")
+    build_dirty(ctx)
+    tile = next(t for t, r in _rows(ctx.catalog).items() if t[0] == 21 and r.etag)
+    good = ctx.tiles.get("imagery", tile)
+    key = tile_key("imagery", tile, "webp")
+    if damage == "rewritten":
+        ctx.store.put_bytes(key, b"not a tile")
+    else:
+        ctx.store.delete(key)
+    with ctx.catalog.session() as session:
+        mark_dirty(session, "imagery", [(20, tile[1] // 2, tile[2] // 2)], utcnow())
+    summary = build_dirty(ctx)
+    assert summary.written[21] == 1 and summary.written[20] == 1
+    assert ctx.tiles.get("imagery", tile) == good
+    assert all(row.dirty_since is None for row in _rows(ctx.catalog).values())
+
+
 @pytest.fixture
 def tile_worker(tmp_path: Path) -> Iterator[tuple[Catalog, Celery, Path]]:
     """A PostgreSQL catalog, a local store and a real worker on the match and tiles queues."""
@@ -248,7 +278,8 @@ def test_a_worker_builds_the_pyramid_as_in_process(
     grid_world: World,
     tmp_path: Path,
 ) -> None:
-    """Matching queues posing and blocks; the worker's tiles equal an in-process build's bytes."""
+    """Matching queues posing (refined) and blocks; the worker's tiles equal an in-process
+    build's bytes."""
     catalog, app, store_dir = tile_worker
     store = LocalObjectStore(store_dir)
     store_world_roads(catalog, grid_world)
@@ -263,6 +294,10 @@ def test_a_worker_builds_the_pyramid_as_in_process(
     app.send_task(MATCH_TASK, args=[[list(key)]], queue=MATCH_QUEUE)
     rows = _wait_settled(catalog)
     assert {t[0] for t in rows} == set(range(14, 22))
+    with catalog.session() as session:
+        # The worker placed the imagery with refined poses, and said so.
+        assert set(session.scalars(select(FramePoseRow.source))) == {"registered"}
+        assert list(session.scalars(select(PoseRefinement.outcome))) == ["registered"]
     worker_tiles = _stored(TileContext(catalog, store))
     (tmp_path / "local").mkdir()
     with catalog_at("sqlite", tmp_path / "local") as local:
@@ -271,7 +306,8 @@ def test_a_worker_builds_the_pyramid_as_in_process(
         _add(ctx, drive_frames, short_drive, "device-a")
         build_dirty(ctx)
         assert _stored(ctx) == worker_tiles
-    assert TileStore(store).get("imagery", next(iter(rows))) is not None
+    built = next(tile for tile, row in rows.items() if row.etag)
+    assert TileStore(store).get("imagery", built) is not None
 
 
 def test_the_cli_builds_reports_and_refuses_bad_input(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.schemas import BaseSchema
 
+from ingest.db import Catalog
 from ingest.storage import LocalObjectStore
 from mapbuilder.serve.app import create_app
 from mapbuilder.serve.keys import create_key
@@ -65,3 +67,32 @@ def test_no_input_gives_a_server_error(api_schema: BaseSchema) -> None:
             assert response.json()["message"]
 
     check()
+
+
+def test_openapi_declares_where_the_key_goes(sqlite_catalog: Catalog, tmp_path: Path) -> None:
+    """Clients and fuzzers see the key schemes (header X-API-Key, query key): keyed routes need
+    one, tiles and TileJSON may go without (public layers), signed images and layers need none."""
+    doc = create_app(map_services(sqlite_catalog, LocalObjectStore(tmp_path))).openapi()
+    schemes = doc["components"]["securitySchemes"]
+    assert {k: schemes["ApiKeyHeader"][k] for k in ("type", "in", "name")} == {
+        "type": "apiKey",
+        "in": "header",
+        "name": KEY_HEADER,
+    }
+    assert {k: schemes["ApiKeyQuery"][k] for k in ("type", "in", "name")} == {
+        "type": "apiKey",
+        "in": "query",
+        "name": "key",
+    }
+    keyed: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"ApiKeyQuery": []}]
+    operations = {
+        (method, path): operation
+        for path, methods in doc["paths"].items()
+        for method, operation in methods.items()
+    }
+    needs = {where: op.get("security") for where, op in operations.items()}
+    assert needs.pop(("get", "/tiles/{layer_name}/{z}/{x}/{y}.{ext}")) == [*keyed, {}]
+    assert needs.pop(("get", "/tiles/{layer_name}/tilejson.json")) == [*keyed, {}]
+    assert needs.pop(("get", "/v1/frames/{frame_id}/image.jpg")) is None
+    assert needs.pop(("get", "/v1/layers")) is None
+    assert needs == dict.fromkeys(needs, keyed) and len(needs) == 5

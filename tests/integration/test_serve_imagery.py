@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 import pytest
 
 from ingest.db import Catalog
+from ingest.services import open_store
+from ingest.settings import IngestSettings
 from ingest.storage import LocalObjectStore
+from mapbuilder.serve.presign import open_presigner
+from mapbuilder.serve.settings import ServeSettings
+from tests.rewards_helpers import fixed_device
 from tests.serve_helpers import (
     ORIGIN,
     SEGMENT,
@@ -174,3 +182,44 @@ def test_frame_positions_and_detail(imagery: tuple[MapApi, list[SeededFrame]]) -
     assert api.http.get(detail["image_url"]).content == frames[3].jpeg
     missing = api.http.get(f"/v1/frames/{'0' * 64}", headers=api.keyed())
     assert missing.status_code == 404
+
+
+def test_imagery_on_s3_answers_presigned_gets(
+    s3_endpoint: str, sqlite_catalog: Catalog, request: pytest.FixtureRequest
+) -> None:
+    """With S3/MinIO as the store, each frame's image URL is a short-lived presigned GET of its
+    object, made for the public endpoint; it fetches the blurred JPEG straight from S3. (moto
+    enforces neither signatures nor expiry, so the URL's terms are checked here; S3 and MinIO
+    refuse such a URL once X-Amz-Expires has passed.)"""
+    ingest = IngestSettings(
+        s3_endpoint=f"http://{s3_endpoint}",
+        s3_public_endpoint=f"http://localhost:{s3_endpoint.rsplit(':', 1)[1]}",
+        s3_access_key="test",
+        s3_secret_key="test",
+        s3_bucket=f"frames-{request.node.name.replace('_', '-')[:40].lower()}",
+    )
+    store = open_store(ingest)
+    frames = seed_frames(sqlite_catalog, store, 3)
+    presigner = open_presigner(ingest, ServeSettings(image_url_ttl_s=120))
+    assert presigner is not None
+    with served_map_api(sqlite_catalog, store, presigner=presigner) as api:
+        before = time.time()
+        got = _query(api).json()["frames"]
+    assert [f["frame_id"] for f in got] == [f.frame_id for f in frames]
+    url = urlsplit(got[1]["image_url"])
+    assert (url.scheme, url.netloc) == ("http", f"localhost:{s3_endpoint.rsplit(':', 1)[1]}")
+    assert (
+        url.path
+        == f"/{ingest.s3_bucket}/frames/{fixed_device(7).device_id}/{frames[1].frame_id}.jpg"
+    )
+    terms = dict(parse_qsl(url.query))
+    assert terms["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert terms["X-Amz-Expires"] == "120"
+    assert terms["X-Amz-Credential"].startswith("test/")
+    assert re.fullmatch(r"[0-9a-f]{64}", terms["X-Amz-Signature"])
+    signed_at = datetime.strptime(terms["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert before - 1 <= signed_at.timestamp() <= time.time()
+    expires_at = datetime.fromisoformat(got[1]["image_url_expires_at"])
+    assert expires_at == signed_at + timedelta(seconds=120)
+    image = httpx.get(got[1]["image_url"])
+    assert image.status_code == 200 and image.content == frames[1].jpeg

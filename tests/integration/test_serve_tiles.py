@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import mapbox_vector_tile
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from ingest.db import Catalog
 from ingest.storage import LocalObjectStore
+from mapbuilder.serve.fastpath import CachedTileFastPath
 from mapbuilder.tiles.catalog import TileRow
 from mapbuilder.tiles.mercator import Tile
 from mapbuilder.tiles.store import TileStore, tile_key
@@ -206,3 +209,86 @@ def test_rebuilt_tile_is_served_once_the_cache_entry_expires(
         )
         time.sleep(0.5)
         assert api.http.get(path).headers["etag"] == f'"{etag}"' != before
+
+
+def _fast_path(api: MapApi, path: str, query: str = "", **headers: str) -> list[Message] | None:
+    """What the fast path sends for a GET, or None when it hands the request to the app."""
+    sent: list[Message] = []
+    handed: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        handed.append(scope)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": query.encode(),
+        "headers": [
+            (name.replace("_", "-").lower().encode(), v.encode()) for name, v in headers.items()
+        ],
+    }
+    asyncio.run(CachedTileFastPath(app, api.services)(scope, receive, send))
+    return None if handed else sent
+
+
+def test_cached_keyed_tile_is_answered_before_fastapi_and_metered(
+    map_api: tuple[MapApi, dict[str, Tile]],
+) -> None:
+    """With the key and a token in this process's memory, a cached keyed tile is answered before
+    FastAPI with the route's headers, and metered; without a token there, the route answers."""
+    api, tiles = map_api
+    path = _path("imagery", tiles["imagery"], "webp")
+    first = api.http.get(path, headers=api.keyed())  # the route: reads the key, leases a block
+    fast = _fast_path(api, path, X_API_Key=api.key)
+    assert fast is not None
+    start, body = fast
+    headers = {name.decode(): value.decode() for name, value in start["headers"]}
+    names = ["etag", "cache-control", "vary", "content-type", "content-length"]
+    assert start["status"] == 200 and body["body"] == first.content
+    assert {n: headers[n] for n in names} == {n: first.headers[n] for n in names}
+    assert _fast_path(api, path, f"key={api.key}") is not None
+    assert _fast_path(api, path, f"key={api.key}&other=1") is None
+    assert _fast_path(api, path, X_API_Key="rs_000000000000_" + "x" * 40) is None
+    key = api.services.keys.cached(api.key)
+    assert key is not None
+    while api.services.leases.spend_local(key):
+        pass
+    assert _fast_path(api, path, X_API_Key=api.key) is None
+    usage = api.http.get("/v1/account/usage", headers=api.keyed()).json()
+    assert usage["days"][0]["tiles"] == 3  # the route's, and the two fast answers
+
+
+class CountingStore(LocalObjectStore):
+    """A folder store that counts the objects read in full."""
+
+    reads = 0
+
+    def get_bytes(self, key: str) -> bytes:
+        """Count, then read."""
+        self.reads += 1
+        return super().get_bytes(key)
+
+
+def test_hot_tile_is_checked_in_the_background_not_read_again(
+    sqlite_catalog: Catalog, tmp_path: Path
+) -> None:
+    """A tile asked for all the time stays cached past its TTL (the background check finds it
+    unchanged), so its bytes are read once."""
+    store = CountingStore(tmp_path / "store")
+    tiles = seed_tiles(store)
+    path = _path("freshness", tiles["freshness"], "png")
+    with served_map_api(
+        sqlite_catalog, store, public_layers=("freshness",), tile_cache_s=0.4
+    ) as api:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert api.http.get(path).status_code == 200
+            time.sleep(0.02)
+    assert store.reads == 1

@@ -19,7 +19,7 @@ from mapbuilder.tiles.build import PosedFrame
 from mapbuilder.tiles.posegraph import Edges, GraphSettings, Lanes, Observed, solve, wrap
 from mapbuilder.tiles.poses import CatalogPose
 from mapbuilder.tiles.refine import Drive, PoseRefinementError, refine_poses, refine_sequences
-from mapbuilder.tiles.refiner import REGISTERED, pose_refiner
+from mapbuilder.tiles.refiner import REGISTERED, NotRefinedError, pose_refiner
 from mapbuilder.tiles.register import GroundViewer, RelativeMotion, register_pair
 from roadswarm.sim.gnss import GnssOptions, simulate_fixes
 
@@ -168,6 +168,15 @@ def test_the_tile_pipeline_seam_refines_each_camera_run(texture: NDArray[np.floa
     assert after[1] < before[1] / 3
 
 
+def test_the_seam_refuses_a_single_frame_with_a_reason() -> None:
+    """One frame has nothing to be registered with: `NotRefinedError` says so."""
+    image = np.zeros((CAMERA.height_px, CAMERA.width_px), np.uint8)
+    refine = pose_refiner(lambda _: image, lambda _: CAMERA)
+    with pytest.raises(NotRefinedError, match="no neighbour") as caught:
+        refine([CatalogPose("a", FramePose(LON, LAT, 0.0, 1.0), "cam-1")])
+    assert caught.value.reason == "too_few_frames"
+
+
 def test_two_drives_over_one_road_are_aligned_to_each_other(
     texture: NDArray[np.float32],
 ) -> None:
@@ -309,11 +318,9 @@ def test_pose_graph_removes_jitter_and_lanes_remove_the_bias() -> None:
         np.radians(truth[:, 2] + rng.normal(0.0, 2.0, len(keys))),
         dense[keys, 0],
         np.ones(len(keys)),
-        # Doppler speed integrated: 0.1 m/s of noise per 10 Hz fix.
-        np.cumsum(
-            np.concatenate(
-                [[0.0], np.diff(keys) * 0.1 * np.array([fixes[k].speed_mps for k in keys])[1:]]
-            )
+        # Doppler speed integrated between frames: 0.1 m/s of noise per 10 Hz fix.
+        np.concatenate(
+            [[np.nan], np.diff(keys) * 0.1 * np.array([fixes[k].speed_mps for k in keys])[1:]]
         ),
     )
     edges = _registrations(truth, rng)

@@ -1,4 +1,5 @@
-"""Plain parts of the consumer API: headings, cursors, ETags, signing, polygons, over-zoom, cache."""
+"""Plain parts of the consumer API: headings, cursors, ETags, signing, polygons, over-zoom,
+cache, token blocks."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 from mapbuilder.serve.area import query_polygon
 from mapbuilder.serve.errors import BadQueryError, SignedUrlError, TileNotFoundError
 from mapbuilder.serve.imagery import FrameHit, decode_cursor, encode_cursor, heading_matches
+from mapbuilder.serve.keys import ApiKey
+from mapbuilder.serve.leases import block_size
 from mapbuilder.serve.overzoom import overzoom, parent_at
 from mapbuilder.serve.signing import UrlSigner
-from mapbuilder.serve.tile_cache import TileCache
+from mapbuilder.serve.tile_cache import CachedTile, TileCache
 from mapbuilder.serve.tiles_api import etag_for, etag_matches, source_tile
 from mapbuilder.tiles.layers import layer
 
@@ -131,3 +134,37 @@ def test_tile_cache_expires_and_stays_within_its_size() -> None:
     assert cache.get("imagery", (2, 0, 0)) is None
     time.sleep(0.25)
     assert cache.get("imagery", (1, 0, 0)) is None
+
+
+def test_tile_cache_offers_for_checking_only_entries_in_use() -> None:
+    """Entries asked for since they were read are due at the given age; a renewed entry is
+    trusted from its check; an entry replaced meanwhile is not renewed."""
+    clock = [10.0]
+    cache = TileCache(ttl_s=4.0, max_bytes=100, clock=lambda: clock[0])
+    cache.put("imagery", (1, 0, 0), b"hot", "a")
+    cache.put("imagery", (1, 0, 1), b"cold", "b")
+    clock[0] = 11.0
+    assert cache.get("imagery", (1, 0, 0)) is not None
+    clock[0] = 12.0
+    [(layer_name, tile, entry)] = cache.due(age_s=2.0)
+    assert (layer_name, tile, entry.stored_etag) == ("imagery", (1, 0, 0), "a")
+    cache.renew(layer_name, tile, entry, checked_at=12.0)
+    clock[0] = 15.0  # past the first read's time to live, not the check's
+    assert cache.get("imagery", (1, 0, 0)) is not None
+    assert cache.get("imagery", (1, 0, 1)) is None
+    stale = cache.due(age_s=2.0)[0][2]
+    cache.put("imagery", (1, 0, 0), b"new", "c")
+    cache.renew("imagery", (1, 0, 0), stale, checked_at=15.0)
+    assert cache.get("imagery", (1, 0, 0)) == CachedTile(b"new", "c", 15.0, "c")
+
+
+@pytest.mark.parametrize(
+    ("rate_per_s", "burst", "block"),
+    [(0.01, 6, 1), (50.0, 200, 10), (1000.0, 400, 50), (1e9, 10**9, 125_000_000)],
+)
+def test_token_blocks_are_a_fraction_of_a_second_and_of_the_burst(
+    rate_per_s: float, burst: int, block: int
+) -> None:
+    """A lease takes 0.2 s of the rate, at most an eighth of the burst, and at least one token."""
+    key = ApiKey("0" * 12, "k", datetime(2026, 1, 1, tzinfo=UTC), None, rate_per_s, burst)
+    assert block_size(key) == block

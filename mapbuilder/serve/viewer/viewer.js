@@ -3,7 +3,7 @@
 "use strict";
 
 const params = new URLSearchParams(window.location.search);
-const state = { key: params.get("key") || window.localStorage.getItem("roadswarm-key") || "" };
+const state = { key: params.get("key") || window.localStorage.getItem("roadswarm-key") || "", framesAsked: 0 };
 const $ = (id) => document.getElementById(id);
 
 function status(text) { $("status").textContent = text; }
@@ -56,22 +56,31 @@ function timeWindow() {
   return query;
 }
 
-const FRAMES_MIN_ZOOM = 13;  // below it a view is larger than an imagery query may cover
+function styleLoaded(map) {
+  // The frames source exists once the style is parsed ('style.load', shortly after the constructor).
+  return map.getSource("frames") ? Promise.resolve() : new Promise((resolve) => map.once("style.load", resolve));
+}
 
-async function loadFrames(map) {
-  if (!state.key) return;
-  if (map.getZoom() < FRAMES_MIN_ZOOM) {
-    map.getSource("frames").setData({ type: "FeatureCollection", features: [] });
-    $("frame-count").textContent = "zoom in to see frames";
-    return;
-  }
+const FRAMES_MIN_ZOOM = 13;  // below it a view is larger than an imagery query may cover
+const NO_FRAMES = { type: "FeatureCollection", features: [] };
+
+function framesQuery(map) {
   const b = map.getBounds();
   const query = timeWindow();
   query.set("bbox", [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((v) => v.toFixed(6)).join(","));
+  return query;
+}
+
+async function loadFrames(map) {
+  if (!state.key) return;
+  const asked = ++state.framesAsked;  // a slow answer for an older view must not replace a newer one
   try {
-    const frames = await api(`/v1/frames.geojson?${query}`);
+    const zoomedIn = map.getZoom() >= FRAMES_MIN_ZOOM;
+    const frames = zoomedIn ? await api(`/v1/frames.geojson?${framesQuery(map)}`) : NO_FRAMES;
+    await styleLoaded(map);
+    if (asked !== state.framesAsked) return;
     map.getSource("frames").setData(frames);
-    $("frame-count").textContent = `${frames.features.length} frames in view`;
+    $("frame-count").textContent = zoomedIn ? `${frames.features.length} frames in view` : "zoom in to see frames";
     status("");
   } catch (error) {
     status(`frames: ${error.message}`);
@@ -132,11 +141,11 @@ async function start() {
   map.addControl(new maplibregl.NavigationControl());
   window.roadswarmMap = map;  // for tests and the browser console
   wireControls(map);
-  map.on("load", () => loadFrames(map));
-  // Seen in Chromium: now and then 'load' has passed before the frames were asked for (the
-  // inline style needs no download). The first 'idle' comes after the first tiles either way;
-  // asking twice is harmless.
-  map.once("idle", () => loadFrames(map));
+  // Ask for the frames now, not on 'load' or 'idle': MapLibre fires those only from a repaint,
+  // and a tile answered 404 (outside the coverage, normal here) triggers none. When such a tile
+  // was the last of the first view to arrive, neither event came until the map moved. The view's
+  // bounds are known since the constructor; the data waits only for the style (loadFrames).
+  loadFrames(map);
 }
 
 start().catch((error) => status(error.message));

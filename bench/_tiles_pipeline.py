@@ -1,0 +1,81 @@
+"""The poses the production tile pipeline gives a simulated drive: the pipeline side of
+bench_tiles.
+
+The keyframes go into a fresh SQLite catalog and local store as ingest leaves them (accepted
+frames at the receiver's positions, headings, HDOP and Doppler speeds), the real matcher matches
+them on the world's roads, and `mapbuilder.tiles.posing.update_poses` poses them: the smoothed
+track, refined from what the catalog holds (lane lines from the matched segments, steps from
+the keyframes' speeds). The stored poses are what the workers stitch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bench._tiles_refine import Reported
+from ingest.db import Catalog
+from ingest.storage import LocalObjectStore
+from mapbuilder.tiles.bev import FramePose
+from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement
+from mapbuilder.tiles.context import TileContext
+from roadswarm.sim.world import World
+from tests.tile_helpers import Keyframe, pose_drive
+
+
+@dataclass(frozen=True)
+class PipelinePoses:
+    """Stored poses by keyframe position (None: the pipeline left the frame out), and how the
+    sequence's refinement went."""
+
+    poses: list[FramePose | None]
+    outcome: str
+    reason: str | None
+    refine_s: float
+    pairs_used_share: float
+
+
+def pipeline_poses(
+    world: World, drive_dir: Path, frames: list[dict[str, Any]], reported: Reported
+) -> PipelinePoses:
+    """Seed, match and pose the keyframes in a throw-away catalog; read the stored poses."""
+    with tempfile.TemporaryDirectory(prefix="bench-tiles-pipeline-") as folder:
+        catalog = Catalog.connect(f"sqlite:///{Path(folder) / 'catalog.sqlite3'}")
+        try:
+            ctx = TileContext(catalog, LocalObjectStore(Path(folder) / "store"))
+            keyframes = [
+                Keyframe(Path(f["path"]).read_bytes(), p.lon, p.lat, p.heading_deg, f["t_s"], v)
+                for f, p, v in zip(frames, reported.poses, reported.speed_mps, strict=True)
+            ]
+            key, _ = pose_drive(ctx, world, keyframes, drive_dir)
+            return _read(catalog, keyframes, reported.poses, key)
+        finally:
+            catalog.dispose()
+
+
+def _read(
+    catalog: Catalog, keyframes: list[Keyframe], given: list[FramePose], key: tuple[str, str]
+) -> PipelinePoses:
+    """The stored poses (with the times the receiver gave) and the refinement record."""
+    with catalog.session() as session:
+        rows = {
+            row.frame_id: (row.lon, row.lat, row.heading_deg)
+            for row in session.scalars(select(FramePoseRow))
+        }
+        refinement = session.get(PoseRefinement, key)
+        assert refinement is not None
+        poses = [
+            FramePose(*rows[k.frame_id], p.time_s) if k.frame_id in rows else None
+            for k, p in zip(keyframes, given, strict=True)
+        ]
+        return PipelinePoses(
+            poses,
+            refinement.outcome,
+            refinement.reason,
+            refinement.seconds,
+            refinement.pairs_used / max(refinement.pairs_tried, 1),
+        )

@@ -1,0 +1,180 @@
+"""What refining one sequence's poses reads from the catalog, and the digest of it.
+
+Per frame: where its JPEG is, the receiver's HDOP and Doppler speed, and the road segment it was
+matched to; the matched segments' shapes (for lane lines); each camera's calibration; and how the
+sequence was refined last time, with the poses that came out. The digest of all of it (with the
+refinement's settings) decides whether a sequence must be refined again: the same inputs give the
+stored poses back, so a sequence is refined once per change, whichever task asks first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, replace
+from typing import Any
+
+from sqlalchemy import select
+
+from ingest.catalog import Camera, Frame
+from ingest.db import Catalog
+from ingest.states import SequenceKey
+from mapbuilder.catalog import FrameMatch, RoadSegmentRow
+from mapbuilder.tiles.bev import FramePose
+from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement
+from mapbuilder.tiles.constraints import LaneLine
+from mapbuilder.tiles.lanes import MatchedRoad
+from mapbuilder.tiles.poses import CatalogPose
+
+# Keyframes further apart than this in time may hold a stop: the mean of the two speeds says
+# nothing about the distance between them then, so that step is left unknown.
+MAX_STEP_S = 2.0
+
+
+@dataclass(frozen=True)
+class FrameInputs:
+    """One frame's object, the receiver's fix (position, HDOP, speed), and its match."""
+
+    object_key: str
+    lon: float
+    lat: float
+    heading_deg: float
+    hdop: float | None
+    speed_mps: float | None
+    segment_id: str | None
+    direction: str | None
+
+
+@dataclass(frozen=True)
+class SequenceInputs:
+    """What refining a sequence reads: its key, its frames (in the order of the poses), the
+    roads they were matched to (in order of first match) and the cameras' calibrations."""
+
+    key: SequenceKey
+    frames: list[FrameInputs]
+    roads: list[MatchedRoad]
+    calibrations: dict[str, dict[str, Any]]
+
+
+def read_inputs(catalog: Catalog, found: Sequence[CatalogPose]) -> SequenceInputs:
+    """The inputs of the sequence these poses (one sequence's, in order) belong to."""
+    with catalog.session() as session:
+        key = session.execute(
+            select(Frame.device_id, Frame.sequence_id).where(Frame.frame_id == found[0].frame_id)
+        ).one()
+        device_id, sequence_id = str(key[0]), str(key[1])
+        rows = session.execute(
+            select(
+                Frame.frame_id,
+                Frame.object_key,
+                Frame.lon,
+                Frame.lat,
+                Frame.heading_deg,
+                Frame.hdop,
+                Frame.speed_mps,
+                FrameMatch.segment_id,
+                FrameMatch.direction,
+            )
+            .outerjoin(FrameMatch, FrameMatch.frame_id == Frame.frame_id)
+            .where(Frame.device_id == device_id, Frame.sequence_id == sequence_id)
+        ).all()
+        by_id = {row[0]: FrameInputs(*row[1:]) for row in rows}
+        frames = [by_id[p.frame_id] for p in found]
+        roads = _roads(session, frames)
+        cameras = sorted({p.camera_id for p in found})
+        calibrations: dict[str, dict[str, Any]] = {
+            camera_id: calibration
+            for camera_id, calibration in session.execute(
+                select(Camera.camera_id, Camera.calibration).where(Camera.camera_id.in_(cameras))
+            )
+        }
+    return SequenceInputs((device_id, sequence_id), frames, roads, calibrations)
+
+
+def _roads(session: Any, frames: list[FrameInputs]) -> list[MatchedRoad]:
+    """The matched (segment, direction) pairs, in order of first match, with their shapes
+    (retired segments too: the frames were matched to them)."""
+    pairs = list(
+        dict.fromkeys((f.segment_id, f.direction) for f in frames if f.segment_id and f.direction)
+    )
+    ids = sorted({segment for segment, _ in pairs})
+    rows = {
+        row.segment_id: row
+        for row in session.scalars(select(RoadSegmentRow).where(RoadSegmentRow.segment_id.in_(ids)))
+    }
+    roads = []
+    for segment_id, direction in pairs:
+        row = rows.get(segment_id)
+        if row is None:
+            continue
+        lonlat = [(float(lon), float(lat)) for lon, lat in json.loads(row.lonlat)]
+        roads.append(MatchedRoad(segment_id, direction, lonlat, row.oneway, row.lanes, row.width_m))
+    return roads
+
+
+def steps_m(found: Sequence[CatalogPose], inputs: SequenceInputs) -> list[float | None]:
+    """Distance driven from the previous frame by the mean of the two Doppler speeds, where
+    both are known and the frames are at most `MAX_STEP_S` apart; None elsewhere."""
+    steps: list[float | None] = [None]
+    for k in range(1, len(found)):
+        dt = found[k].pose.time_s - found[k - 1].pose.time_s
+        before, after = inputs.frames[k - 1].speed_mps, inputs.frames[k].speed_mps
+        if before is None or after is None or not 0 < dt <= MAX_STEP_S:
+            steps.append(None)
+        else:
+            steps.append(dt * (before + after) / 2)
+    return steps
+
+
+def inputs_sha256(
+    found: Sequence[CatalogPose], inputs: SequenceInputs, lanes: Sequence[LaneLine], settings: str
+) -> str:
+    """The sha256 of everything a refinement of the sequence reads, `settings` included (the
+    refinement's settings and version, as text)."""
+    payload = {
+        "settings": settings,
+        "frames": [
+            [p.frame_id, p.camera_id, *astuple(p.pose), *astuple(f)]
+            for p, f in zip(found, inputs.frames, strict=True)
+        ],
+        "lanes": [[line.lon, line.lat] for line in lanes],
+        "cameras": inputs.calibrations,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def last_refinement(catalog: Catalog, key: SequenceKey) -> PoseRefinement | None:
+    """How the sequence was refined last, if it was."""
+    with catalog.session() as session:
+        row = session.get(PoseRefinement, key)
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+def stored_poses(
+    catalog: Catalog, key: SequenceKey, found: Sequence[CatalogPose], source: str
+) -> list[CatalogPose] | None:
+    """The poses stored from `source` for these frames of the sequence `key`, in their order;
+    None unless every frame has one."""
+    device_id, sequence_id = key
+    with catalog.session() as session:
+        rows = session.execute(
+            select(
+                FramePoseRow.frame_id, FramePoseRow.lon, FramePoseRow.lat, FramePoseRow.heading_deg
+            )
+            .join(Frame, Frame.frame_id == FramePoseRow.frame_id)
+            .where(
+                Frame.device_id == device_id,
+                Frame.sequence_id == sequence_id,
+                FramePoseRow.source == source,
+            )
+        ).all()
+    stored = {frame_id: (lon, lat, heading) for frame_id, lon, lat, heading in rows}
+    if any(p.frame_id not in stored for p in found):
+        return None
+    return [
+        replace(p, pose=FramePose(*stored[p.frame_id], p.pose.time_s), source=source) for p in found
+    ]

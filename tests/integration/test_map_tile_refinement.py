@@ -1,0 +1,231 @@
+"""Pose refinement inside the tile pipeline: a simulated drive whose GNSS is off, put in the
+catalog, matched by the real matcher, posed and built as `roadswarm map tiles build` does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from ingest.catalog import Frame, FrameState
+from ingest.db import Catalog
+from ingest.protocol import frame_object_key
+from ingest.storage import LocalObjectStore
+from mapbuilder.geo import LocalFrame
+from mapbuilder.settings import MatchSettings, TileSettings
+from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement
+from mapbuilder.tiles.context import TileContext
+from mapbuilder.tiles.operations import build_imagery, tiles_status
+from mapbuilder.tiles.poses import poses_for
+from mapbuilder.tiles.posing import update_poses
+from roadswarm.sim.drive import DriveOptions, simulate_drive
+from roadswarm.sim.world import World
+from tests.ingest_helpers import catalog_at
+from tests.tile_helpers import (
+    Keyframe,
+    calibration_of,
+    keyframes,
+    match,
+    seed_drive,
+    store_world_roads,
+    with_gnss_error,
+)
+
+DEVICE = "device-a"
+SEQUENCE = "seq"
+
+
+@pytest.fixture(scope="module")
+def sharp_drive(grid_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 30-second drive at 1280x720 (at 640x360 the ground is too blurred to register)."""
+    out = tmp_path_factory.mktemp("sharp-drive") / "drive"
+    options = DriveOptions(minutes=0.5, seed=5, fps=15.0, width_px=1280, height_px=720)
+    simulate_drive(grid_world, out, options)
+    return out
+
+
+@pytest.fixture(scope="module")
+def truth(grid_world: World, sharp_drive: Path) -> list[Keyframe]:
+    """The drive's keyframes every 4 m, at their true poses."""
+    return keyframes(grid_world, sharp_drive)
+
+
+@pytest.fixture(scope="module")
+def reported(truth: list[Keyframe]) -> list[Keyframe]:
+    """The same keyframes as a receiver reports them: 1.2 m east and 0.8 m south of the truth,
+    0.4 m of jitter, 1.5 degrees of heading noise."""
+    return with_gnss_error(truth, bias_m=(1.2, -0.8), jitter_m=0.4, heading_deg=1.5, seed=7)
+
+
+@pytest.fixture
+def ctx(sqlite_catalog: Catalog, tmp_path: Path, grid_world: World) -> TileContext:
+    """A tile context over a SQLite catalog holding the world's roads, and a local store."""
+    store_world_roads(sqlite_catalog, grid_world)
+    return TileContext(sqlite_catalog, LocalObjectStore(tmp_path / "store"))
+
+
+def _seed(ctx: TileContext, frames: list[Keyframe], drive: Path, first_index: int = 0) -> None:
+    """Put frames of the test's sequence in the catalog and the store, and match it."""
+    key = seed_drive(
+        ctx.catalog,
+        ctx.store,
+        frames,
+        device_id=DEVICE,
+        sequence_id=SEQUENCE,
+        camera=calibration_of(drive),
+        first_index=first_index,
+    )
+    match(ctx.catalog, [key])
+
+
+def _stored(catalog: Catalog) -> dict[str, FramePoseRow]:
+    with catalog.session() as session:
+        rows = list(session.scalars(select(FramePoseRow)))
+        session.expunge_all()
+    return {row.frame_id: row for row in rows}
+
+
+def _refinement(catalog: Catalog) -> PoseRefinement:
+    with catalog.session() as session:
+        row = session.get(PoseRefinement, (DEVICE, SEQUENCE))
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+@dataclass(frozen=True)
+class Errors:
+    """Median position errors against the truth (metres): along the road, across it, and of
+    the step between consecutive frames (what doubles markings)."""
+
+    along: float
+    across: float
+    step: float
+
+
+def _errors(poses: dict[str, tuple[float, float]], truth: list[Keyframe]) -> Errors:
+    """The errors of `poses` (lon, lat by frame id) over the frames that have one."""
+    local = LocalFrame(truth[0].lon, truth[0].lat)
+    known = [f for f in truth if f.frame_id in poses]
+    tx, ty = local.to_local(np.array([f.lon for f in known]), np.array([f.lat for f in known]))
+    px, py = local.to_local(
+        np.array([poses[f.frame_id][0] for f in known]),
+        np.array([poses[f.frame_id][1] for f in known]),
+    )
+    ex, ey = px - tx, py - ty
+    heading = np.radians([f.heading_deg for f in known])
+    along = ex * np.sin(heading) + ey * np.cos(heading)
+    across = ex * np.cos(heading) - ey * np.sin(heading)
+    return Errors(
+        float(np.median(np.abs(along))),
+        float(np.median(np.abs(across))),
+        float(np.median(np.hypot(np.diff(ex), np.diff(ey)))),
+    )
+
+
+def test_the_pipeline_builds_tiles_from_refined_poses(
+    ctx: TileContext, reported: list[Keyframe], truth: list[Keyframe], sharp_drive: Path
+) -> None:
+    """`map tiles build` refines the sequence: every pose registered, much nearer the truth
+    than the smoothed GNSS track, and a second run refines nothing again."""
+    _seed(ctx, reported, sharp_drive)
+    smoothed = poses_for(
+        ctx.catalog,
+        [(DEVICE, SEQUENCE)],
+        max_offroad_m=TileSettings().max_offroad_m,
+        options=MatchSettings().sequence_options(),
+    )
+    run = build_imagery(ctx)
+    assert run.sequences_refined == 1 and run.summary.written[21] > 10
+    stored = _stored(ctx.catalog)
+    assert len(stored) == len(smoothed.posed) > 20
+    assert {row.source for row in stored.values()} == {"registered"}
+    refinement = _refinement(ctx.catalog)
+    assert refinement.outcome == "registered"
+    assert refinement.pairs_used > refinement.pairs_tried / 2
+    assert refinement.frames_on_lanes > 0
+    before = _errors({p.frame_id: (p.pose.lon, p.pose.lat) for p in smoothed.posed}, truth)
+    after = _errors({k: (row.lon, row.lat) for k, row in stored.items()}, truth)
+    # Lanes pin the imagery sideways and registration the steps; along a road the bias stays
+    # (only a turn or another drive can say where along it the imagery belongs).
+    assert after.across < before.across / 5
+    assert after.step < before.step / 3
+    assert after.along < before.along + 0.1
+    again = update_poses(ctx, [(DEVICE, SEQUENCE)])
+    assert (again.refined, again.not_refined, again.tiles_marked) == (0, {}, 0)
+    assert _refinement(ctx.catalog).refined_at == refinement.refined_at
+    status = tiles_status(ctx.catalog)
+    assert (status["sequences_refined"], status["sequences_not_refined"]) == (1, {})
+
+
+def test_new_frames_refine_the_sequence_again_as_if_all_came_at_once(
+    ctx: TileContext,
+    reported: list[Keyframe],
+    sharp_drive: Path,
+    sqlite_catalog: Catalog,
+    tmp_path: Path,
+    grid_world: World,
+) -> None:
+    """A later batch of the sequence invalidates its refinement; the poses then equal those of
+    the whole sequence refined in one go (refinement does not depend on arrival order)."""
+    half = len(reported) // 2
+    _seed(ctx, reported[:half], sharp_drive)
+    first = update_poses(ctx, [(DEVICE, SEQUENCE)])
+    digest = _refinement(ctx.catalog).inputs_sha256
+    _seed(ctx, reported[half:], sharp_drive, first_index=half)
+    second = update_poses(ctx, [(DEVICE, SEQUENCE)])
+    assert (first.refined, second.refined) == (1, 1)
+    assert _refinement(ctx.catalog).inputs_sha256 != digest
+    assert second.posed == len(_stored(ctx.catalog))
+    (tmp_path / "whole").mkdir()
+    with catalog_at("sqlite", tmp_path / "whole") as whole:
+        store_world_roads(whole, grid_world)
+        at_once = TileContext(whole, LocalObjectStore(tmp_path / "whole-store"))
+        _seed(at_once, reported, sharp_drive)
+        update_poses(at_once, [(DEVICE, SEQUENCE)])
+        assert _poses(whole) == _poses(ctx.catalog)
+
+
+def _poses(catalog: Catalog) -> dict[str, tuple[float, float, float, str]]:
+    return {
+        k: (row.lon, row.lat, row.heading_deg, row.source) for k, row in _stored(catalog).items()
+    }
+
+
+def test_a_sequence_that_cannot_be_refined_keeps_smoothed_poses_and_says_why(
+    ctx: TileContext, reported: list[Keyframe], sharp_drive: Path
+) -> None:
+    """A frame whose object is gone: the sequence keeps its smoothed poses, the reason names
+    the frame, the tiles are built all the same (the builder quarantines the frame), and the
+    sequence without it is refined once, then not tried again."""
+    _seed(ctx, reported[:12], sharp_drive)
+    ctx.store.delete(frame_object_key(DEVICE, reported[5].frame_id))
+    run = build_imagery(ctx)
+    assert (run.sequences_refined, run.sequences_not_refined) == (0, {"frame_unreadable": 1})
+    assert run.summary.written[21] > 0
+    assert {row.source for row in _stored(ctx.catalog).values()} == {"smoothed"}
+    refinement = _refinement(ctx.catalog)
+    assert refinement.outcome == "smoothed" and reported[5].frame_id in refinement.detail
+    status = tiles_status(ctx.catalog)
+    assert status["sequences_not_refined"] == {"frame_unreadable": 1}
+    with ctx.catalog.session() as session:
+        lost = session.get(Frame, reported[5].frame_id)
+        assert lost is not None and lost.state == FrameState.QUARANTINED
+    without = update_poses(ctx, [(DEVICE, SEQUENCE)])
+    again = update_poses(ctx, [(DEVICE, SEQUENCE)])
+    assert without.refined == 1
+    assert (again.refined, again.not_refined, again.tiles_marked) == (0, {}, 0)
+
+
+def test_refinement_can_be_turned_off(
+    ctx: TileContext, reported: list[Keyframe], sharp_drive: Path
+) -> None:
+    """`ROADSWARM_TILES_REFINE_POSES=false`: the smoothed track places the imagery."""
+    _seed(ctx, reported[:6], sharp_drive)
+    plain = replace(ctx, settings=TileSettings(refine_poses=False))
+    update = update_poses(plain, [(DEVICE, SEQUENCE)])
+    assert (update.posed, update.refined) == (6, 0)
+    assert {row.source for row in _stored(ctx.catalog).values()} == {"smoothed"}
