@@ -59,6 +59,14 @@ def make_jpeg(seed: int, width: int = 640, height: int = 480) -> bytes:
     return buffer.getvalue()
 
 
+def make_jpeg_bomb(seed: int) -> bytes:
+    """A small JPEG whose header claims 60000 x 60000 pixels (its SOF0 size fields edited)."""
+    data = bytearray(make_jpeg(seed, 64, 48))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2
+    return bytes(data)
+
+
 def frame_id(data: bytes) -> str:
     """A frame's id: the sha256 of its bytes."""
     return hashlib.sha256(data).hexdigest()

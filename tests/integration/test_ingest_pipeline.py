@@ -27,7 +27,7 @@ from ingest.settings import ValidationSettings
 from ingest.storage import LocalObjectStore
 from ingest.validate import IngestContext, validate_frames
 from models.boxes import Detections
-from tests.ingest_helpers import FakeDevice, frame_id, make_jpeg
+from tests.ingest_helpers import FakeDevice, frame_id, make_jpeg, make_jpeg_bomb
 
 
 class MarkerScanner:
@@ -119,20 +119,12 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
-def _bomb() -> bytes:
-    """A small JPEG whose header claims 60000 x 60000 pixels (its SOF0 size fields edited)."""
-    data = bytearray(make_jpeg(21, 64, 48))
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2
-    return bytes(data)
-
-
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
         (_truncated, "undecodable"),
         (_png, "not_jpeg"),
-        (_bomb, "decompression_bomb"),
+        (lambda: make_jpeg_bomb(21), "decompression_bomb"),
         (lambda: make_jpeg(22, 100, 80), "too_small"),
         (lambda: b"not an image at all", "undecodable"),
     ],

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from PIL import Image
 
 from ingest.protocol import FrameEntry
-from tests.ingest_helpers import make_jpeg
+from tests.ingest_helpers import make_jpeg, make_jpeg_bomb
 from tests.reliability.bad_corpus import BadCase
 
 VALIDATION = "ingest worker: validation"
@@ -35,14 +35,6 @@ def _encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
-
-
-def _bomb() -> bytes:
-    """A small JPEG whose header claims 60000 x 60000 pixels (its SOF0 size fields edited)."""
-    data = bytearray(make_jpeg(5001, 64, 48))
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2
-    return bytes(data)
 
 
 def _header_only() -> bytes:
@@ -79,7 +71,11 @@ FRAME_CASES = [
         lambda: BadFrame(_encoded(Image.new("RGB", (640, 480), (9, 200, 30)), "PNG")),
     ),
     _frame("GIF", "not_jpeg", lambda: BadFrame(_encoded(Image.new("P", (640, 480)), "GIF"))),
-    _frame("header claiming 60000 x 60000 px", "decompression_bomb", lambda: BadFrame(_bomb())),
+    _frame(
+        "header claiming 60000 x 60000 px",
+        "decompression_bomb",
+        lambda: BadFrame(make_jpeg_bomb(5001)),
+    ),
     _frame("9000 px wide", "decompression_bomb", lambda: BadFrame(_encoded(WIDE, "JPEG"))),
     _frame("100 x 80 px", "too_small", lambda: BadFrame(make_jpeg(5004, 100, 80))),
     _frame(
