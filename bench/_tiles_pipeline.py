@@ -2,10 +2,11 @@
 bench_tiles.
 
 The keyframes go into a fresh SQLite catalog and local store as ingest leaves them (accepted
-frames at the receiver's positions, headings, HDOP and Doppler speeds), the real matcher matches
-them on the world's roads, and `mapbuilder.tiles.posing.update_poses` poses them: the smoothed
-track, refined from what the catalog holds (lane lines from the matched segments, steps from
-the keyframes' speeds). The stored poses are what the workers stitch.
+frames at the receiver's positions, headings, HDOP and Doppler speeds, with the distance the
+edge's odometry records), the real matcher matches them on the world's roads, and
+`mapbuilder.tiles.posing.update_poses` poses them: the smoothed track, refined from what the
+catalog holds (lane lines from the matched segments, steps from the odometry). The stored poses
+are what the workers stitch.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from tests.tile_helpers import Keyframe, pose_drive
 @dataclass(frozen=True)
 class PipelinePoses:
     """Stored poses by keyframe position (None: the pipeline left the frame out), and how the
-    sequence's refinement went."""
+    sequence's refinement went (with the odometry: "used", or why not)."""
 
     poses: list[FramePose | None]
     outcome: str
     reason: str | None
     refine_s: float
     pairs_used_share: float
+    odometry: str | None
 
 
 def pipeline_poses(
@@ -48,8 +50,10 @@ def pipeline_poses(
         try:
             ctx = TileContext(catalog, LocalObjectStore(Path(folder) / "store"))
             keyframes = [
-                Keyframe(Path(f["path"]).read_bytes(), p.lon, p.lat, p.heading_deg, f["t_s"], v)
-                for f, p, v in zip(frames, reported.poses, reported.speed_mps, strict=True)
+                Keyframe(Path(f["path"]).read_bytes(), p.lon, p.lat, p.heading_deg, f["t_s"], v, d)
+                for f, p, v, d in zip(
+                    frames, reported.poses, reported.speed_mps, reported.travelled_m, strict=True
+                )
             ]
             key, _ = pose_drive(ctx, world, keyframes, drive_dir)
             return _read(catalog, keyframes, reported.poses, key)
@@ -78,4 +82,5 @@ def _read(
             refinement.reason,
             refinement.seconds,
             refinement.pairs_used / max(refinement.pairs_tried, 1),
+            refinement.odometry,
         )

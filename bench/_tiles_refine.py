@@ -3,7 +3,10 @@ errors against the truth: the pose-refinement side of bench_tiles.
 
 Realistic error (issue 7): the simulator's receiver model re-run over the drive's true
 trajectory with 3 m of correlated error (Gauss-Markov, 30 s) plus its white jitter, and a 2°
-correlated heading error added to the receiver's course; one seed per run. Lane lines are the
+correlated heading error added to the receiver's course; one seed per run. The distance driven
+at each keyframe is the edge's own odometry over those fixes (`edge.keyframes.travelled` over
+the poses of every video frame, as `edge process` plans keyframes), rounded as the edge records
+it. Lane lines are the
 driven segments' lane centres as the pipeline derives them from matched segments
 (`mapbuilder.tiles.lanes`), the route in truth.json standing in for a correct map match.
 """
@@ -21,6 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.gnss.fix import Fix
+from edge.keyframes import KeyframeRules, travelled
+from edge.package import TRAVELLED_DECIMALS
 from edge.track import Track
 from mapbuilder.tiles.bev import FramePose
 from mapbuilder.tiles.lanes import MatchedRoad
@@ -39,8 +44,7 @@ CORRELATION_S = 30.0
 @dataclass(frozen=True)
 class Reported:
     """What a receiver with realistic error reports at each keyframe: the pose, its HDOP, the
-    Doppler speed, and the distance driven since the first keyframe (the speed integrated over
-    every fix)."""
+    Doppler speed, and the distance driven since the trip began as the edge records it."""
 
     poses: list[FramePose]
     hdop: list[float | None]
@@ -85,17 +89,19 @@ def realistic_poses(
         ],
         [p.hdop for p in poses],
         [p.speed_mps for p in poses],
-        list(_travelled(track, times).tolist()),
+        _edge_odometry(track, start.timestamp(), samples, frames),
     )
 
 
-def _travelled(track: Track, times: FloatArray) -> FloatArray:
-    """Distance driven from the first of `times` to each, by the trapezoid rule over the fixes'
-    Doppler speeds (and the interpolated speed at each end)."""
-    fine = np.union1d(track.t_s[(track.t_s > times[0]) & (track.t_s < times[-1])], times)
-    speed = np.interp(fine, track.t_s, track.speed)
-    cumulative = np.concatenate([[0.0], np.cumsum(np.diff(fine) * (speed[1:] + speed[:-1]) / 2)])
-    return np.asarray(np.interp(times, fine, cumulative), np.float64)
+def _edge_odometry(
+    track: Track, start_s: float, samples: list[dict[str, Any]], frames: list[dict[str, Any]]
+) -> list[float | None]:
+    """The distance the edge records at each keyframe: its odometry over the poses of every
+    video frame (Doppler speed integrated, standing and GNSS gaps not counted), in centimetres."""
+    every = track.poses(np.array([start_s + f["t_s"] for f in samples]))
+    distance = travelled(every, KeyframeRules().stationary_below_mps)
+    at = {f["index"]: float(d) for f, d in zip(samples, distance, strict=True)}
+    return [round(at[f["index"]], TRAVELLED_DECIMALS) for f in frames]
 
 
 def _gauss_markov(times: FloatArray, sigma: float, rng: np.random.Generator) -> FloatArray:

@@ -9,8 +9,9 @@
    `--gnss-seeds` runs: raw (`gnss-3m-raw`), refined by registration (`refined`), refined
    with the lane lines of the driven segments too (`refined+lanes`), and the poses the
    production pipeline stores (`pipeline`: the keyframes as accepted catalog frames at the
-   receiver's positions, matched by the real matcher, posed and refined by
-   `mapbuilder.tiles.posing` from what the catalog holds), medians over the seeds.
+   receiver's positions with the distance the edge's odometry records, matched by the real
+   matcher, posed and refined by `mapbuilder.tiles.posing` from what the catalog holds),
+   medians over the seeds.
 3. Tiles at z21 are built from the keyframes (`mapbuilder.tiles.build`), on one core (the process
    is pinned to one CPU): frames per second stitched, median of `--repeats` (once per seed for
    the realistic rows).
@@ -69,6 +70,7 @@ REFINED_OFFSET_TARGET_M = 0.5
 # "No doubled markings": at most this share of strong edges without a true edge once the tile's
 # offset is taken out (true poses give 0.0).
 DOUBLED_TARGET = 0.05
+PER_SEED = ("offset_m", "ghost_edge_share", "psnr_db", "along_error_m")
 
 
 def prepare(args: argparse.Namespace, workdir: Path) -> tuple[World, Path]:
@@ -252,7 +254,8 @@ def refinement_cases(
             runs[name].append({**measure(world, frames, projector, refined, 1), **extra})
         runs["pipeline"].append(pipeline_case(world, drive_dir, frames, projector, reported))
     return [
-        {"poses": name, "seeds": args.gnss_seeds, **_medians(rows)} for name, rows in runs.items()
+        {"poses": name, "seeds": args.gnss_seeds, **_medians(rows), "per_seed": _per_seed(rows)}
+        for name, rows in runs.items()
     ]
 
 
@@ -283,7 +286,14 @@ def pipeline_case(
         "refine_s": round(found.refine_s, 2),
         "pairs_used_share": round(found.pairs_used_share, 3),
         "refined": 1.0 if found.outcome == "registered" else 0.0,
+        # The edge's odometry reached the catalog and the refinement used it.
+        "odometry_used": 1.0 if found.odometry == "used" else 0.0,
     }
+
+
+def _per_seed(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The figures that decide the targets, one per seed (seed 1 first)."""
+    return {key: [row[key] for row in rows] for key in PER_SEED}
 
 
 def _medians(rows: list[dict[str, Any]]) -> dict[str, Any]:

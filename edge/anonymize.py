@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,13 +53,25 @@ class Anonymizer(PrivacyScanner):
 
     settings: PrivacySettings
 
-    def __init__(self, face: Detector, plate: Detector, settings: PrivacySettings) -> None:
+    def __init__(
+        self, face: Detector, plate: Detector, settings: PrivacySettings, frames_at_once: int = 1
+    ) -> None:
         super().__init__(face, plate, settings)
+        self.frames_at_once = frames_at_once
 
     @classmethod
-    def load(cls, settings: PrivacySettings, model_settings: ModelSettings) -> Anonymizer:
-        """Detectors from the registry, on the best (or the configured) execution provider."""
-        return cls(*cls.load_detectors(settings, model_settings), settings)
+    def load(
+        cls, settings: PrivacySettings, model_settings: ModelSettings, *, parallel: bool = False
+    ) -> Anonymizer:
+        """Detectors from the registry, on the best (or the configured) execution provider.
+
+        `parallel`: the caller anonymizes `settings.parallel_frames` frames at once (one per
+        usable core by default), so unless threads are configured each detector call gets an
+        equal share of the cores instead of all of them."""
+        frames = (settings.parallel_frames or usable_cores()) if parallel else 1
+        if frames > 1 and settings.threads == 0:
+            settings = settings.model_copy(update={"threads": max(1, usable_cores() // frames)})
+        return cls(*cls.load_detectors(settings, model_settings), settings, frames)
 
     def anonymize(self, image: object, *, horizon: float | None = None) -> Anonymized | Unusable:
         """The frame with every face and plate blurred, or why it could not be checked."""
@@ -80,6 +93,14 @@ class Anonymizer(PrivacyScanner):
         )
         blurred = blur_regions(frame, regions, self.settings.blur)
         return Anonymized(blurred, faces, plates, covered_fraction(regions, width, height))
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _image_problem(image: object) -> str | None:

@@ -175,11 +175,13 @@ class Capture:
         blob = self.cipher.seal(frame.image, candidate_label(sequence_id, candidate.position))
         refusal = self.keeper.make_room(len(blob))
         if refusal is None:
+            # The distance at this frame, a fallback's too (not its mark's): the record's
+            # odometry, and what the trip's trimmed end is judged by, as `edge process` does.
             entry = NewCandidate(
                 sequence_id,
                 candidate.position,
                 frame.index,
-                candidate.travelled_m,
+                self.planner.travelled_m,
                 frame.when.isoformat(),
                 pose,
             )

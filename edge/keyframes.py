@@ -3,6 +3,7 @@ ends of a trip or inside a privacy zone, and none too blurred or too dark to map
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from collections import Counter
@@ -23,6 +24,7 @@ from edge.track import Pose
 
 U8Image = NDArray[np.uint8]
 CHECK_WIDTH_PX = 480
+TRIP_ENDS = "trip start or end"  # within `trim_m` of either end: never kept (home protection)
 
 
 class PrivacyZoneError(EdgeError):
@@ -34,6 +36,8 @@ class KeyframeRules:
     """Spacing, what counts as standing still, trip-end trimming and image checks."""
 
     spacing_m: float = 4.0
+    # Standing: no keyframe where either fix around a frame is slower, and no distance while
+    # standing (`moving`).
     stationary_below_mps: float = 0.8
     trim_m: float = 200.0
     # If the frame at a mark fails the image checks, later frames up to this far on may stand in.
@@ -55,11 +59,13 @@ class Candidate:
 
 @dataclass
 class Plan:
-    """The candidates, and how many frames were passed over for each reason."""
+    """The candidates, how many frames were passed over for each reason, the trip's length and
+    the distance travelled up to each frame (a fallback frame's own, for its record)."""
 
     candidates: list[Candidate] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     travelled_m: float = 0.0
+    frame_travelled_m: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
 
 class PrivacyZones:
@@ -135,13 +141,27 @@ def _zone_problem(zone: BaseGeometry) -> str | None:
 
 
 def travelled(poses: list[Pose], stationary_below_mps: float) -> NDArray[np.float64]:
-    """Distance travelled up to each pose, from speed over time (steady where positions wander),
-    counting only stretches between two usable poses where the vehicle was moving."""
+    """Distance travelled up to each pose, from speed over time (steady where positions wander):
+    the trapezoid of the speeds of each two consecutive poses with usable GNSS where the vehicle
+    was `moving`. It is also the odometry the server places keyframes along the road with.
+    `liveplan` repeats it frame by frame in the same float operations."""
     t = np.array([p.t_s for p in poses])
     speed = np.array([p.speed_mps for p in poses])
-    usable = np.array([p.problem is None and p.slowest_mps >= stationary_below_mps for p in poses])
-    step = np.diff(t) * (speed[1:] + speed[:-1]) / 2 * (usable[1:] & usable[:-1])
+    usable = np.array([p.problem is None for p in poses])
+    counted = [moving(a, b, stationary_below_mps) for a, b in itertools.pairwise(poses)]
+    step = np.diff(t) * (speed[1:] + speed[:-1]) / 2 * (usable[1:] & usable[:-1] & counted)
     return np.concatenate([[0.0], np.cumsum(step)])
+
+
+def moving(before: Pose, after: Pose, stationary_below_mps: float) -> bool:
+    """Whether the vehicle moved between two consecutive poses. Doppler speed reads near zero
+    while standing, so there the stretch's own mean speed decides, and braking into a stop
+    counts until the car nearly stands (judged by the fixes around, a second of braking would
+    be lost at every stop); speed from positions alone wanders while standing, so there every
+    fix around either pose must say moving."""
+    if before.doppler and after.doppler:
+        return (before.speed_mps + after.speed_mps) / 2 >= stationary_below_mps
+    return min(before.slowest_mps, after.slowest_mps) >= stationary_below_mps
 
 
 def plan_keyframes(
@@ -153,6 +173,7 @@ def plan_keyframes(
         return plan
     distance = travelled(poses, rules.stationary_below_mps)
     plan.travelled_m = float(distance[-1])
+    plan.frame_travelled_m = distance
     end = plan.travelled_m - rules.trim_m
     next_mark = rules.trim_m
     for i, pose in enumerate(poses):
@@ -180,7 +201,7 @@ def skip_reason(
     if pose.slowest_mps < rules.stationary_below_mps:
         return "stationary"
     if distance < rules.trim_m or distance > end:
-        return "trip start or end"
+        return TRIP_ENDS
     if distance < next_mark:
         return "between keyframes"
     if zones is not None and zones.contains(pose.lon, pose.lat):

@@ -1,6 +1,6 @@
 """Keyframe candidates frame by frame, as `plan_keyframes` and `edge process` choose them.
 
-The same rules in the same arithmetic (distance from Doppler speed between usable poses, one
+The same rules in the same arithmetic (distance from Doppler speed while moving, one
 candidate per `spacing_m`, a fallback window of `fallback_m` for frames that fail the image
 checks), with one difference live capture forces: the end of the trip is not known yet, so the
 last `trim_m` are not left out here but when the trip ends (the raw queue holds candidates until
@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from edge.keyframes import KeyframeRules, PrivacyZones, skip_reason
+from edge.keyframes import KeyframeRules, PrivacyZones, moving, skip_reason
 from edge.track import Pose
 
 
@@ -62,14 +62,16 @@ class LivePlanner:
         self._open = None
 
     def _advance(self, pose: Pose) -> None:
-        """Distance as `keyframes.travelled` integrates it: the trapezoid of speeds, counted only
-        between two usable poses (the same operations in the same order, so the same floats)."""
+        """Distance as `keyframes.travelled` integrates it: the trapezoid of speeds between two
+        poses with usable GNSS, unless standing (the same operations in the same order, so the
+        same floats)."""
         last, self._last = self._last, pose
         if last is None:
             return
-        usable = self._usable(last) and self._usable(pose)
-        step = (pose.t_s - last.t_s) * (pose.speed_mps + last.speed_mps) / 2 * usable
+        counted = (
+            last.problem is None
+            and pose.problem is None
+            and moving(last, pose, self.rules.stationary_below_mps)
+        )
+        step = (pose.t_s - last.t_s) * (pose.speed_mps + last.speed_mps) / 2 * counted
         self.travelled_m += step
-
-    def _usable(self, pose: Pose) -> bool:
-        return pose.problem is None and pose.slowest_mps >= self.rules.stationary_below_mps

@@ -17,6 +17,8 @@ from PIL.ExifTags import GPS, IFD, Base
 from edge.track import Pose
 
 JPEG_QUALITY = 90
+# Centimetres: the server takes the steps between keyframes from `travelled_m`, to about 0.1 m.
+TRAVELLED_DECIMALS = 2
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ class KeyframeRecord:
     hdop: float | None
     sequence_id: str
     index: int  # position in the sequence's plan: the same after a crash and a re-run
-    travelled_m: float  # distance along the trip: orders keyframes and adds up to km mapped
+    # Metres along the trip at this frame (Doppler speed integrated): orders keyframes, adds up
+    # to km mapped, and is uploaded as the odometry the server places keyframes along the road by.
+    travelled_m: float
     source_frame: int
     model_versions: dict[str, str]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +21,17 @@ from numpy.typing import NDArray
 from edge.anonymize import Anonymized, Anonymizer
 from edge.errors import EdgeError
 from edge.gnss.log import GnssLog
-from edge.keyframes import Candidate, KeyframeRules, PrivacyZones, image_problem, plan_keyframes
-from edge.package import KeyframeRecord, encode_keyframe
+from edge.inorder import InOrder
+from edge.keyframes import (
+    TRIP_ENDS,
+    Candidate,
+    KeyframeRules,
+    Plan,
+    PrivacyZones,
+    image_problem,
+    plan_keyframes,
+)
+from edge.package import TRAVELLED_DECIMALS, KeyframeRecord, encode_keyframe
 from edge.spool import Spool
 from edge.track import Pose, Track
 from ingest.protocol import CameraCalibration
@@ -93,7 +102,7 @@ def plan(
     zones: PrivacyZones | None,
     fps: float,
     count: int,
-) -> tuple[list[Pose], list[Candidate], Counter[str], float]:
+) -> tuple[list[Pose], Plan]:
     """Poses of every frame, and the keyframe candidates among them."""
     if len(log.fixes) < 2:
         msg = (
@@ -110,8 +119,7 @@ def plan(
         )
         raise RecordingError(msg)
     poses = track.poses(times)
-    chosen = plan_keyframes(poses, rules, zones)
-    return poses, chosen.candidates, chosen.skipped, chosen.travelled_m
+    return poses, plan_keyframes(poses, rules, zones)
 
 
 def process_recording(
@@ -133,56 +141,92 @@ def process_recording(
     """
     started = time.perf_counter()
     capture, fps, count = open_video(recording.video)
-    poses, candidates, skipped, travelled_m = plan(recording, log, rules, zones, fps, count)
+    poses, chosen = plan(recording, log, rules, zones, fps, count)
+    candidates = chosen.candidates
     report = ProcessReport(
         video_start=recording.start.isoformat(),
         frames=count,
-        travelled_m=round(travelled_m, 1),
-        skipped=skipped,
+        travelled_m=round(chosen.travelled_m, 1),
+        skipped=chosen.skipped,
         gnss_bad_records=len(log.bad),
     )
     sequence_id = f"{recording.video.stem}-{recording.start.astimezone(UTC):%Y%m%dT%H%M%SZ}"
     if camera is not None:
         spool.set_sequence_camera(sequence_id, camera)
-    todo = [
-        c
-        for c in candidates
-        if not any(spool.has_source(sequence_id, i) for i in range(c.frame_index, c.last_index + 1))
-    ]
+    todo = [c for c in candidates if not _in_spool(spool, sequence_id, c)]
     report.skipped["already in the spool"] += len(candidates) - len(todo)
-    owner = {i: c for c in todo for i in range(c.frame_index, c.last_index + 1)}
-    done: set[int] = set()
-    last_read = -1
-    for index, frame in _frames(capture, set(owner), count):
-        last_read = index
-        if progress is not None:
-            progress(index + 1, count)
-        candidate = owner[index]
-        if candidate.frame_index in done:
-            continue
-        problem = image_problem(frame, rules)
-        if problem:
-            report.skipped[problem] += 1
-            if index == candidate.last_index:
-                done.add(candidate.frame_index)
-            continue
-        done.add(candidate.frame_index)
-        when = recording.start + timedelta(seconds=index / fps)
-        taken = Taken(frame, poses[index], when, sequence_id, candidate, index)
-        outcome = spool_keyframe(taken, anonymizer, spool, horizon=horizon)
-        if isinstance(outcome, str):
-            report.skipped[f"unusable: {outcome}"] += 1
-            spool.record_event("unusable", f"{sequence_id} frame {index}: {outcome}")
-            continue
-        report.keyframes += outcome
+    walk = _Walk(
+        {i: c for c in todo for i in range(c.frame_index, c.last_index + 1)},
+        poses,
+        chosen.frame_travelled_m,
+        chosen.travelled_m - rules.trim_m,
+        rules,
+        recording.start,
+        fps,
+        sequence_id,
+    )
+
+    def package(taken: Taken) -> tuple[Taken, Packaged | str]:
+        return taken, package_keyframe(taken, anonymizer, horizon=horizon)
+
+    with InOrder(package, anonymizer.frames_at_once) as work:
+        for index, frame in _frames(capture, set(walk.owner), count):
+            if progress is not None:
+                progress(index + 1, count)
+            taken = walk.take(index, frame, report)
+            for outcome in work.put(taken) if taken else []:
+                _spool_outcome(report, spool, *outcome)
+        for outcome in work.finish():
+            _spool_outcome(report, spool, *outcome)
     capture.release()
-    lost = [c for c in todo if c.frame_index not in done]
-    if lost and last_read < max(owner):
+    lost = [c for c in todo if c.frame_index not in walk.done]
+    if lost and walk.last_read < max(walk.owner):
         _count_unread(report, spool, sequence_id, lost)
     if progress is not None:
         progress(count, count)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
+
+
+def _in_spool(spool: Spool, sequence_id: str, candidate: Candidate) -> bool:
+    frames = range(candidate.frame_index, candidate.last_index + 1)
+    return any(spool.has_source(sequence_id, i) for i in frames)
+
+
+@dataclass
+class _Walk:
+    """The planned frames of one recording as they are decoded: which to take, which to skip."""
+
+    owner: dict[int, Candidate]  # each wanted frame index -> its candidate
+    poses: list[Pose]
+    at_m: NDArray[np.float64]  # distance travelled at each frame
+    end_m: float  # where the trip's trimmed end begins
+    rules: KeyframeRules
+    start: datetime
+    fps: float
+    sequence_id: str
+    done: set[int] = field(default_factory=set)  # candidates taken or given up
+    last_read: int = -1
+
+    def take(self, index: int, frame: U8Image, report: ProcessReport) -> Taken | None:
+        """The frame as its candidate's keyframe, or None (the reason counted in `report`)."""
+        self.last_read = index
+        candidate = self.owner[index]
+        if candidate.frame_index in self.done:
+            return None
+        # A fallback frame may lie in the trip's trimmed end, where live capture drops it too.
+        problem = TRIP_ENDS if self.at_m[index] > self.end_m else image_problem(frame, self.rules)
+        if problem:
+            report.skipped[problem] += 1
+            if index == candidate.last_index:
+                self.done.add(candidate.frame_index)
+            return None
+        self.done.add(candidate.frame_index)
+        when = self.start + timedelta(seconds=index / self.fps)
+        # The record carries the distance at the frame taken, a fallback's too: it is the
+        # odometry the server places keyframes along the road with.
+        taken_at = replace(candidate, travelled_m=float(self.at_m[index]))
+        return Taken(frame, self.poses[index], when, self.sequence_id, taken_at, index)
 
 
 VIDEO_DAMAGED = "video unreadable from here on (damaged or cut short)"
@@ -211,11 +255,19 @@ class Taken:
     source_frame: int
 
 
-def spool_keyframe(
-    taken: Taken, anonymizer: Anonymizer, spool: Spool, *, horizon: float | None
-) -> bool | str:
-    """Anonymize, package and spool one keyframe: True if added, False if the spool had it, or
-    why the privacy stage could not check it (then nothing is written: fail closed)."""
+@dataclass(frozen=True)
+class Packaged:
+    """An anonymized keyframe ready for the spool: its record and JPEG bytes."""
+
+    record: KeyframeRecord
+    data: bytes
+
+
+def package_keyframe(
+    taken: Taken, anonymizer: Anonymizer, *, horizon: float | None
+) -> Packaged | str:
+    """Anonymize and package one keyframe, or say why the privacy stage could not check it (then
+    nothing may be written: fail closed). Safe to call from several threads at once."""
     result = anonymizer.anonymize(taken.image, horizon=horizon)
     if not isinstance(result, Anonymized):
         return result.reason
@@ -229,7 +281,27 @@ def spool_keyframe(
         taken.source_frame,
         anonymizer,
     )
-    return spool.add(record, data)
+    return Packaged(record, data)
+
+
+def spool_keyframe(
+    taken: Taken, anonymizer: Anonymizer, spool: Spool, *, horizon: float | None
+) -> bool | str:
+    """Anonymize, package and spool one keyframe: True if added, False if the spool had it, or
+    why the privacy stage could not check it (then nothing is written)."""
+    packaged = package_keyframe(taken, anonymizer, horizon=horizon)
+    return packaged if isinstance(packaged, str) else spool.add(packaged.record, packaged.data)
+
+
+def _spool_outcome(
+    report: ProcessReport, spool: Spool, taken: Taken, outcome: Packaged | str
+) -> None:
+    if isinstance(outcome, str):
+        report.skipped[f"unusable: {outcome}"] += 1
+        detail = f"{taken.sequence_id} frame {taken.source_frame}: {outcome}"
+        spool.record_event("unusable", detail)
+    else:
+        report.keyframes += spool.add(outcome.record, outcome.data)
 
 
 def _record(
@@ -252,7 +324,7 @@ def _record(
         pose.hdop,
         sequence_id,
         candidate.position,
-        round(candidate.travelled_m, 1),
+        round(candidate.travelled_m, TRAVELLED_DECIMALS),
         source_frame,
         anonymizer.model_versions,
     )

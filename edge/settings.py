@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge.blur import BlurMode
@@ -17,6 +18,10 @@ class PrivacySettings(DetectionSettings):
 
     margin_fraction: float = 0.15
     blur: BlurMode = "gaussian"
+    # Keyframes of a recorded drive anonymized at once, each on one thread (0: one per usable
+    # core). Whole frames in parallel keep every core busy; one frame split over cores by
+    # onnxruntime waits on its slowest thread at every layer.
+    parallel_frames: int = Field(default=0, ge=0)
 
 
 def default_spool_dir() -> Path:

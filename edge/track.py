@@ -31,6 +31,9 @@ class Pose:
     # The slower of the two fixes around this instant: at 1 Hz a stop begins between fixes, and
     # interpolated speed would still say "moving" for part of a second of standing still.
     slowest_mps: float = 0.0
+    # Whether both fixes around this instant reported their (Doppler) speed: that reads near
+    # zero while standing, where speed from positions alone wanders with them.
+    doppler: bool = False
 
 
 def local_metres(
@@ -70,7 +73,9 @@ class Track:
         self.lon, self.lat = _values(fixes, "lon"), _values(fixes, "lat")
         self.altitude = _values(fixes, "altitude_m")
         self.hdop = _values(fixes, "hdop")
-        self.speed = self._speeds(_values(fixes, "speed_mps"))
+        reported = _values(fixes, "speed_mps")
+        self.doppler = ~np.isnan(reported)
+        self.speed = self._speeds(reported)
         self.heading = self._headings(_values(fixes, "course_deg"))
         checker = quality or FixQuality()
         self.problems = [checker.problem(f) for f in fixes]
@@ -118,6 +123,7 @@ class Track:
                 None if np.isnan(hdop[i]) else float(hdop[i]),
                 self._problem(float(t), int(before[i]), int(after[i])),
                 float(min(self.speed[before[i]], self.speed[after[i]])),
+                bool(self.doppler[before[i]] and self.doppler[after[i]]),
             )
             for i, t in enumerate(times_s)
         ]

@@ -129,6 +129,8 @@ class Frame(Base):
     heading_deg: Mapped[float] = mapped_column(Float)
     speed_mps: Mapped[float] = mapped_column(Float)
     hdop: Mapped[float | None] = mapped_column(Float)
+    # Metres driven since the trip began, by the device's odometry (None: an older device).
+    travelled_m: Mapped[float | None] = mapped_column(Float)
     model_versions: Mapped[dict[str, Any]]
     camera_id: Mapped[str | None] = mapped_column(ForeignKey("cameras.camera_id"))
     state: Mapped[FrameState] = mapped_column(

@@ -199,6 +199,7 @@ def _frame_row(manifest: BatchManifest, entry: FrameEntry, now: datetime) -> Fra
         heading_deg=entry.heading_deg,
         speed_mps=entry.speed_mps,
         hdop=entry.hdop,
+        travelled_m=entry.travelled_m,
         model_versions=dict(entry.model_versions),
         camera_id=entry.camera_id,
         state=FrameState.RECEIVED,

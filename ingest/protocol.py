@@ -32,6 +32,8 @@ SHA256_HEX = r"^[0-9a-f]{64}$"
 # The catalog's column limits: INTEGER for sequence indices, BIGINT for batch counters.
 MAX_INDEX = 2**31 - 1
 MAX_COUNTER = 2**63 - 1
+# Metres along one trip: 20,000 km is a week of driving without a stop; more is a corrupted value.
+MAX_TRAVELLED_M = 20_000_000.0
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 # No control characters (PostgreSQL cannot store NUL) and, since a pattern is checked, no lone
@@ -54,6 +56,21 @@ def _within_range(value: datetime) -> datetime:
 
 
 ProtocolTime = Annotated[AwareDatetime, AfterValidator(_within_range)]
+
+
+def _distance_along_trip(value: float) -> float:
+    """Metres along the trip: from 0 (the trip's start) up to `MAX_TRAVELLED_M`."""
+    if not 0.0 <= value <= MAX_TRAVELLED_M:
+        msg = (
+            f"travelled_m {value:g} is not a distance along the trip: send the metres driven "
+            f"since the trip began (0 to {MAX_TRAVELLED_M:g}), from the device's odometry, "
+            "or leave it out"
+        )
+        raise ValueError(msg)
+    return value
+
+
+TravelledM = Annotated[float, AfterValidator(_distance_along_trip)]
 
 
 class ProtocolError(IngestError):
@@ -106,6 +123,14 @@ class FrameEntry(BaseModel):
     model_versions: dict[Label, Label] = Field(max_length=16)
     # Which of the manifest's `cameras` took the frame (None: no calibration known).
     camera_id: str | None = Field(default=None, pattern=SHA256_HEX)
+    # Metres driven since the trip began at this keyframe, by the device's own odometry (Doppler
+    # speed integrated over every fix): it never decreases along a sequence, and it pins the
+    # distance between keyframes far better than positions do. None: an older device.
+    travelled_m: TravelledM | None = None
+
+
+# Frame fields added after protocol version 1: left out of the signed bytes while None.
+_LATER_FRAME_FIELDS = ("camera_id", "travelled_m")
 
 
 class BatchManifest(BaseModel):
@@ -141,8 +166,9 @@ class BatchManifest(BaseModel):
         if not data["cameras"]:
             del data["cameras"]
         for frame in data["frames"]:
-            if frame["camera_id"] is None:
-                del frame["camera_id"]
+            for name in _LATER_FRAME_FIELDS:
+                if frame[name] is None:
+                    del frame[name]
         return _canonical(data)
 
 

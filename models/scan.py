@@ -20,6 +20,8 @@ from models.settings import DetectionSettings, ModelSettings
 from models.views import Band, View, band_rows, overview, tiles
 
 U8Image = NDArray[np.uint8]
+# The frame size the band settings are given for.
+BAND_LONG_SIDE_PX = 1920
 
 
 class PrivacyScanner:
@@ -60,8 +62,7 @@ class PrivacyScanner:
         """An overview of the frame, then the detail band at full resolution: as one strip where
         the model takes any size, as overlapping tiles where its input size is fixed."""
         s = self.settings
-        band = Band(s.band_above_horizon_px, s.band_below_horizon_px)
-        top, bottom = band_rows(height, horizon, band)
+        top, bottom = band_rows(height, horizon, self.band(detector.task, max(width, height)))
         if bottom <= top:
             detail: list[View] = []
         else:
@@ -76,6 +77,17 @@ class PrivacyScanner:
         if whole.scale == 1.0 and whole in detail:
             return detail
         return [whole, *detail]
+
+    def band(self, task: str, long_side_px: int) -> Band:
+        """The detail band of a task's targets, for a frame with this long side."""
+        s = self.settings
+        above, below = (
+            (s.face_band_above_px, s.face_band_below_px)
+            if task == "face"
+            else (s.plate_band_above_px, s.plate_band_below_px)
+        )
+        scale = long_side_px / BAND_LONG_SIDE_PX
+        return Band(round(above * scale), round(below * scale))
 
     def find(
         self,

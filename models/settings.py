@@ -45,6 +45,16 @@ class DetectionSettings(BaseSettings):
     overview_px: int = 640
     strip_max_rows: int = 640
     tile_overlap_px: int = 160
-    band_above_horizon_px: int = 160
-    band_below_horizon_px: int = 352
+    # The detail band: rows around the horizon where a target can be too small for the overview,
+    # per task, for a frame whose long side is 1920 px (scaled with the long side, as the size of
+    # an overview pixel is). A target of height H at elevation e, seen by a camera at height c,
+    # lies (c - e) / H of its own heights below the horizon at any distance, and it needs the band
+    # only while under ~3x the model's smallest size in the overview (~30-36 px here). Faces
+    # (H 0.16 m, e 0.9-2.0 m, c 1.2-1.6 m) lie within ~5 heights of it either way; plates (H 0.11 m,
+    # e 0.25-1.5 m) up to ~10 heights below and barely above. ~40 px more for pitch (slopes,
+    # braking) on each side.
+    face_band_above_px: int = Field(default=192, ge=0)
+    face_band_below_px: int = Field(default=192, ge=0)
+    plate_band_above_px: int = Field(default=96, ge=0)
+    plate_band_below_px: int = Field(default=352, ge=0)
     merge_iou: float = 0.3

@@ -29,7 +29,7 @@ def load_anonymizer() -> Anonymizer:
     settings = ModelSettings()
     for name in DEFAULT_MODELS.values():
         fetch_model(get_model(name), settings=settings)
-    return Anonymizer.load(PrivacySettings(), settings)
+    return Anonymizer.load(PrivacySettings(), settings, parallel=True)
 
 
 def process_drive(

@@ -283,7 +283,7 @@ def process_command(
     # Every input is checked before the models load and the spool is opened.
     horizon, camera = read_horizon(calibration), read_camera(calibration)
     open_video(video)[0].release()
-    anonymizer = Anonymizer.load(PrivacySettings(), ModelSettings())
+    anonymizer = Anonymizer.load(PrivacySettings(), ModelSettings(), parallel=True)
     folder = spool_dir or EdgeSettings().spool_dir
     with Spool(folder) as spool, FrameProgress(video.name) as progress:
         report = process_recording(

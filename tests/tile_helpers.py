@@ -33,7 +33,8 @@ SPACING_M = 4.0
 @dataclass(frozen=True)
 class Keyframe:
     """A keyframe of a simulated drive: its JPEG, its pose (true unless `with_gnss_error` moved
-    it) and speed."""
+    it), speed, and the metres driven since the trip began as the device's odometry says (None:
+    a device that sends none)."""
 
     jpeg: bytes
     lon: float
@@ -41,6 +42,7 @@ class Keyframe:
     heading_deg: float
     t_s: float
     speed_mps: float = 10.0
+    travelled_m: float | None = None
 
     @property
     def frame_id(self) -> str:
@@ -183,6 +185,7 @@ def _frame_row(
         "heading_deg": frame.heading_deg,
         "speed_mps": frame.speed_mps,
         "hdop": 0.8,
+        "travelled_m": frame.travelled_m,
         "model_versions": {},
         "camera_id": camera_id,
         "state": FrameState.ACCEPTED,

@@ -48,7 +48,8 @@ class PoseSkip(Base):
 class PoseRefinement(Base):
     """How a sequence's poses were last refined (migration 0008): the sha256 of everything the
     refinement read (frames, poses, lanes, settings), so the same inputs are never refined twice,
-    and the outcome: "registered", or "smoothed" with the reason refinement was not possible."""
+    and the outcome: "registered", or "smoothed" with the reason refinement was not possible;
+    whether the steps between keyframes came from the device's odometry (migration 0009)."""
 
     __tablename__ = "pose_refinements"
 
@@ -64,6 +65,9 @@ class PoseRefinement(Base):
     frames_on_lanes: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     refined_at: Mapped[datetime]
+    # The device's odometry (migration 0009): "used", None when no frame had it, or why it
+    # was ignored ("odometry_backwards", "odometry_too_fast"; `detail` says where).
+    odometry: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("pose_refinements_outcome", "outcome", "reason"),)
 

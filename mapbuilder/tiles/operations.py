@@ -15,6 +15,7 @@ from mapbuilder.tiles.dirty import layer_counts
 from mapbuilder.tiles.layers import LAYERS
 from mapbuilder.tiles.pipeline import BlockReport, BuildSummary, build_dirty, imagery_layer
 from mapbuilder.tiles.posing import mark_everything, pending_sequences, update_poses
+from mapbuilder.tiles.refine_inputs import ODOMETRY_USED
 from mapbuilder.tiles.refiner import REGISTERED
 
 
@@ -58,7 +59,8 @@ def build_imagery(
 
 
 def tiles_status(catalog: Catalog) -> dict[str, Any]:
-    """Built and dirty tiles per layer and zoom, posed frames, and skipped frames by reason."""
+    """Built and dirty tiles per layer and zoom, posed frames, skipped frames by reason, and
+    sequences not refined or refined without their odometry, by reason."""
     layers = {}
     with catalog.session() as session:
         for name in LAYERS:
@@ -78,6 +80,9 @@ def tiles_status(catalog: Catalog) -> dict[str, Any]:
                 PoseRefinement.outcome, PoseRefinement.reason
             )
         ).all()
+        odometry = session.execute(
+            select(PoseRefinement.odometry, func.count()).group_by(PoseRefinement.odometry)
+        ).all()
     return {
         "layers": layers,
         "frames_posed": int(posed),
@@ -88,5 +93,11 @@ def tiles_status(catalog: Catalog) -> dict[str, Any]:
             str(reason): int(n)
             for outcome, reason, n in sorted(refinements, key=str)
             if outcome != REGISTERED
+        },
+        # Sequences whose device's odometry was refused (a broken distance counter), by why.
+        "sequences_odometry_ignored": {
+            str(status): int(n)
+            for status, n in sorted(odometry, key=str)
+            if status not in (None, ODOMETRY_USED)
         },
     }

@@ -10,8 +10,12 @@ cannot average its bias away. Residuals, each divided by its standard deviation:
 - GNSS: position + bias = fix; the bias follows b[k+1] = phi b[k] + noise, phi = exp(-dt / tau);
 - heading: a weak prior from the GNSS course, and no sideslip (a car moves along its heading:
   the step between two frames has no sideways part in their mean heading);
-- travel: the step along that mean heading is the distance driven between the frames (Doppler
-  speed integrated, good to about 0.1 m/s even where positions wander; the chord of the arc);
+- travel: the step along that mean heading is the distance driven between the frames (the
+  chord of the arc; a step that holds a turn is known less well, since where within it the car
+  turned is unknown): the device's odometry where it sent one (Doppler speed integrated over
+  every fix, so a step is known across a stop too, less well the longer it took), else the
+  mean of the two keyframes' Doppler speeds (good to about 0.1 m/s even where positions wander;
+  unknown across a stop);
 - lanes: the signed distance to the lane line the map matcher implies, where one is known.
 
 Frames of several sequences (drives) may be solved together: bias, sideslip and travel link only
@@ -55,7 +59,17 @@ class GraphSettings:
     travel_share: float = 0.02
     # Speed between fixes is interpolated: across a stop or a long gap it is known less well.
     travel_sigma_mps: float = 0.1
+    # The device's odometry between frames: the Doppler speed integrated over every video frame
+    # (white noise of about 0.1 m/s per fix, a scale error under 1 %), centimetres as sent.
+    # Speed is interpolated between 1 Hz fixes, least right while braking and pulling away, and
+    # a crawl below 0.8 m/s counts as standing: the time term widens the steps that take long.
+    odometer_floor_m: float = 0.03
+    odometer_share: float = 0.01
+    odometer_sigma_mps: float = 0.1
     lane_sigma_m: float = 0.3
+    # Scales the travel and sideslip uncertainty of a step that holds a turn (`_corner_spread`);
+    # 0 treats every turn as a steady arc, which across a junction's corner it is not.
+    turn_spread: float = 1.0
     # Residuals beyond this many standard deviations count linearly (soft L1), not squared.
     robust_scale: float = 3.0
 
@@ -96,6 +110,9 @@ class Observed:
     # Which sequence (drive) each frame belongs to: GNSS bias, sideslip and travel link only
     # frames of one sequence; None: all one sequence.
     sequence: IntArray | None = None
+    # Whether `step_m` is the device's odometry (weighted by the odometer_* settings) rather
+    # than from the keyframes' speeds (travel_*); None: none is.
+    from_odometer: NDArray[np.bool_] | None = None
 
 
 def wrap(angle: FloatArray) -> FloatArray:
@@ -223,11 +240,12 @@ class _Graph:
         u = np.where(np.abs(half_turn) < 1e-6, 1e-6, half_turn)
         bend = travelled * (u * np.cos(u) - np.sin(u)) / u**2 / 2
         known = np.isfinite(travelled)
-        dt = self.obs.t_s[k + 1] - self.obs.t_s[k]
-        spread = s.travel_floor_m + s.travel_share * np.abs(travelled) + s.travel_sigma_mps * dt
-        t_sigma = np.where(known, spread, np.inf)
+        corner_along, corner_across = self._corner_spread(k, travelled)
+        t_sigma = np.where(
+            known, np.hypot(self._travel_sigma(k, np.abs(travelled)), corner_along), np.inf
+        )
         t_residual = np.where(known, along - chord, 0.0) / t_sigma
-        slip = s.sideslip_sigma_m
+        slip = np.hypot(s.sideslip_sigma_m, corner_across)
         return [
             (
                 t_residual,
@@ -252,6 +270,28 @@ class _Graph:
                 ],
             ),
         ]
+
+    def _corner_spread(self, k: IntArray, travelled: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """How much less well a step that holds a turn is known, along and across its mean
+        heading. The chord model takes the arc of a steady turn; a car may turn anywhere
+        within the step (in one corner at a junction), which shortens the chord from
+        d sinc(turn / 2) towards d cos(turn / 2) and puts it up to d sin(turn / 2) to the side
+        (the corner equally likely anywhere: a standard deviation of that over root 3). The
+        turn is the receiver's change of course; d the distance driven, else the fixes' step."""
+        o = self.obs
+        fixes_step = np.hypot(o.x[k + 1] - o.x[k], o.y[k + 1] - o.y[k])
+        scale = self.s.turn_spread * np.where(np.isfinite(travelled), np.abs(travelled), fixes_step)
+        half = np.abs(wrap(o.heading_rad[k + 1] - o.heading_rad[k])) / 2
+        return scale * (np.sinc(half / np.pi) - np.cos(half)) / 2, scale * np.sin(half) / np.sqrt(3)
+
+    def _travel_sigma(self, k: IntArray, distance: FloatArray) -> FloatArray:
+        """Standard deviation of the distance driven from frame k to k + 1."""
+        s, dt = self.s, self.obs.t_s[k + 1] - self.obs.t_s[k]
+        speeds = s.travel_floor_m + s.travel_share * distance + s.travel_sigma_mps * dt
+        if self.obs.from_odometer is None:
+            return speeds
+        odometer = s.odometer_floor_m + s.odometer_share * distance + s.odometer_sigma_mps * dt
+        return np.where(self.obs.from_odometer[k + 1], odometer, speeds)
 
     def _lanes(self, v: FloatArray) -> _Block:
         x, y, _, _, _ = self.unpack(v)

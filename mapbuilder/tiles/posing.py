@@ -111,6 +111,7 @@ def _store_refinements(
             "frames_on_lanes": o.frames_on_lanes,
             "seconds": round(o.seconds, 3),
             "refined_at": now,
+            "odometry": o.odometry,
         }
         for o in outcomes
     ]

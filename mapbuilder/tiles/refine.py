@@ -45,6 +45,7 @@ from mapbuilder.tiles.posegraph import Edges, GraphSettings, Observed, solve
 from mapbuilder.tiles.register import GroundGrid, GroundViewer
 
 FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 __all__ = [
     "Drive",
     "LaneLine",
@@ -79,21 +80,23 @@ class RefineSettings:
 @dataclass(frozen=True)
 class Drive:
     """One sequence's frames (time order, GNSS poses in `frame.pose`) with, per frame where
-    known, the receiver's HDOP and the distance driven: since the first frame (`travelled_m`:
-    Doppler speed integrated over the fixes, or an odometer) or from the previous frame
-    (`step_m`, which wins when both are given; the first frame's is not used)."""
+    known, the receiver's HDOP and the distance driven: the device's odometry since the trip
+    began (`travelled_m`: Doppler speed integrated over every fix) or, where two consecutive
+    frames lack it, from the previous frame by their speeds (`step_m`; the first frame's is not
+    used)."""
 
     frames: Sequence[PosedFrame]
     hdop: Sequence[float | None] | None = None
     travelled_m: Sequence[float | None] | None = None
     step_m: Sequence[float | None] | None = None
 
-    def steps(self) -> FloatArray:
-        """Distance driven from the previous frame, NaN where unknown."""
-        if self.step_m is not None:
-            return _values(self.step_m, len(self.frames), np.nan)
-        travelled = _values(self.travelled_m, len(self.frames), np.nan)
-        return np.diff(travelled, prepend=np.nan)
+    def steps(self) -> tuple[FloatArray, BoolArray]:
+        """Distance driven from the previous frame (NaN where unknown), and whether it is the
+        device's odometry (the better evidence, weighted as such) rather than `step_m`."""
+        count = len(self.frames)
+        odometer = np.diff(_values(self.travelled_m, count, np.nan), prepend=np.nan)
+        from_odometer = np.isfinite(odometer)
+        return np.where(from_odometer, odometer, _values(self.step_m, count, np.nan)), from_odometer
 
 
 @dataclass(frozen=True)
@@ -183,14 +186,16 @@ def _observed(drives: Sequence[Drive], local: LocalFrame, max_gap_s: float) -> O
     x, y = local.to_local(
         np.array([f.pose.lon for f in frames]), np.array([f.pose.lat for f in frames])
     )
+    steps, from_odometer = zip(*(d.steps() for d in drives), strict=True)
     return Observed(
         x,
         y,
         np.radians([f.pose.heading_deg for f in frames]),
         np.array([f.pose.time_s for f in frames]),
         np.concatenate([_values(d.hdop, len(d.frames), 1.0) for d in drives]),
-        np.concatenate([d.steps() for d in drives]),
+        np.concatenate(steps),
         _parts(drives, max_gap_s),
+        np.concatenate(from_odometer),
     )
 
 

@@ -1,15 +1,22 @@
 """What refining one sequence's poses reads from the catalog, and the digest of it.
 
-Per frame: where its JPEG is, the receiver's HDOP and Doppler speed, and the road segment it was
-matched to; the matched segments' shapes (for lane lines); each camera's calibration; and how the
-sequence was refined last time, with the poses that came out. The digest of all of it (with the
-refinement's settings) decides whether a sequence must be refined again: the same inputs give the
-stored poses back, so a sequence is refined once per change, whichever task asks first.
+Per frame: where its JPEG is, the receiver's HDOP and Doppler speed, the device's odometry
+(`travelled_m`, where sent) and the road segment it was matched to; the matched segments' shapes
+(for lane lines); each camera's calibration; and how the sequence was refined last time, with the
+poses that came out. The digest of all of it (with the refinement's settings) decides whether a
+sequence must be refined again: the same inputs give the stored poses back, so a sequence is
+refined once per change, whichever task asks first.
+
+The odometry is the distance driven since the trip began, so it must not decrease along the
+sequence, nor imply a speed no car drives: a sequence whose odometry does either is refined
+without it (steps from the keyframes' speeds, as for a device that sends none), and the reason
+is recorded with the refinement; its frames are kept.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, replace
@@ -30,11 +37,18 @@ from mapbuilder.tiles.poses import CatalogPose
 # Keyframes further apart than this in time may hold a stop: the mean of the two speeds says
 # nothing about the distance between them then, so that step is left unknown.
 MAX_STEP_S = 2.0
+# Odometry implying a faster step than this between keyframes is broken (ingest refuses fixes
+# that imply it too).
+MAX_ODOMETRY_SPEED_MPS = 70.0
+ODOMETRY_USED = "used"
+ODOMETRY_BACKWARDS = "odometry_backwards"
+ODOMETRY_TOO_FAST = "odometry_too_fast"
 
 
 @dataclass(frozen=True)
 class FrameInputs:
-    """One frame's object, the receiver's fix (position, HDOP, speed), and its match."""
+    """One frame's object, the receiver's fix (position, HDOP, speed), the device's odometry
+    (its place in the sequence and metres along the trip), and its match."""
 
     object_key: str
     lon: float
@@ -42,8 +56,21 @@ class FrameInputs:
     heading_deg: float
     hdop: float | None
     speed_mps: float | None
+    sequence_index: int
+    travelled_m: float | None
     segment_id: str | None
     direction: str | None
+
+
+@dataclass(frozen=True)
+class Odometry:
+    """The distance driven up to each frame (in the order of the poses) that refinement may use,
+    None where unknown, and how: `status` "used", None (the device sent none) or why it was
+    ignored, with `detail`."""
+
+    travelled_m: list[float | None]
+    status: str | None
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +100,8 @@ def read_inputs(catalog: Catalog, found: Sequence[CatalogPose]) -> SequenceInput
                 Frame.heading_deg,
                 Frame.hdop,
                 Frame.speed_mps,
+                Frame.sequence_index,
+                Frame.travelled_m,
                 FrameMatch.segment_id,
                 FrameMatch.direction,
             )
@@ -125,6 +154,50 @@ def steps_m(found: Sequence[CatalogPose], inputs: SequenceInputs) -> list[float 
         else:
             steps.append(dt * (before + after) / 2)
     return steps
+
+
+def odometry(found: Sequence[CatalogPose], inputs: SequenceInputs) -> Odometry:
+    """The device's odometry of these frames, or none with the reason it cannot be trusted:
+    it goes backwards with increasing sequence index, or implies a step faster than
+    `MAX_ODOMETRY_SPEED_MPS`."""
+    given = [f.travelled_m for f in inputs.frames]
+    if all(value is None for value in given):
+        return Odometry(given, None)
+    problem = _backwards(inputs.frames) or _too_fast(found, given)
+    if problem is not None:
+        status, detail = problem
+        return Odometry([None] * len(given), status, detail)
+    return Odometry(given, ODOMETRY_USED)
+
+
+def _backwards(frames: Sequence[FrameInputs]) -> tuple[str, str] | None:
+    """Where the odometry decreases from one frame to the next in sequence order, if it does."""
+    known = sorted((f.sequence_index, f.travelled_m) for f in frames if f.travelled_m is not None)
+    for (index_a, metres_a), (index_b, metres_b) in itertools.pairwise(known):
+        if metres_b < metres_a:
+            detail = (
+                f"odometry ignored: travelled_m goes back from {metres_a:g} m at index "
+                f"{index_a} to {metres_b:g} m at index {index_b} (the device's distance "
+                "counter was reset or is broken); steps taken from the keyframes' speeds"
+            )
+            return ODOMETRY_BACKWARDS, detail
+    return None
+
+
+def _too_fast(
+    found: Sequence[CatalogPose], given: Sequence[float | None]
+) -> tuple[str, str] | None:
+    """Where the odometry implies a step faster than any car drives, if it does."""
+    known = [(p.pose.time_s, m) for p, m in zip(found, given, strict=True) if m is not None]
+    for (t_a, metres_a), (t_b, metres_b) in itertools.pairwise(known):
+        if metres_b - metres_a > MAX_ODOMETRY_SPEED_MPS * max(t_b - t_a, 0.0):
+            detail = (
+                f"odometry ignored: travelled_m grows by {metres_b - metres_a:g} m in "
+                f"{t_b - t_a:g} s (more than {MAX_ODOMETRY_SPEED_MPS:g} m/s); steps taken "
+                "from the keyframes' speeds"
+            )
+            return ODOMETRY_TOO_FAST, detail
+    return None
 
 
 def inputs_sha256(

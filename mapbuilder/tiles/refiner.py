@@ -1,13 +1,13 @@
 """Pose refinement as the tile pipeline's `PoseRefiner` (the seam in `poses.poses_for`).
 
 `CatalogRefiner` is the pipeline's: for each sequence it reads what refinement needs from the
-catalog (`refine_inputs`: the receiver's fixes, speeds and HDOP), lane lines from the roads the
-sequence was matched to (`lanes`) and the frames from the object store, and refines them from
-the receiver's fixes, unless the very same inputs were refined before: then the stored poses
-come back, so a sequence is refined once per change whichever task asks first, and the tiles
-built from it do not depend on the order blocks are built in. A sequence that cannot be refined
-keeps its smoothed poses and the reason is recorded; it never fails the build. `pose_refiner`
-refines frames given by loaders (tests, benchmarks).
+catalog (`refine_inputs`: the receiver's fixes, speeds and HDOP, the device's odometry), lane
+lines from the roads the sequence was matched to (`lanes`) and the frames from the object store,
+and refines them from the receiver's fixes, unless the very same inputs were refined before:
+then the stored poses come back, so a sequence is refined once per change whichever task asks
+first, and the tiles built from it do not depend on the order blocks are built in. A sequence
+that cannot be refined keeps its smoothed poses and the reason is recorded; it never fails the
+build. `pose_refiner` refines frames given by loaders (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ from mapbuilder.tiles.refine import (
     refine_sequences,
 )
 from mapbuilder.tiles.refine_inputs import (
+    Odometry,
     SequenceInputs,
     inputs_sha256,
     last_refinement,
+    odometry,
     read_inputs,
     steps_m,
     stored_poses,
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 REGISTERED = "registered"
 # Part of every sequence's input digest: change it when refinement gives other answers for the
 # same inputs, and every sequence is refined again the next time it is posed.
-REFINER_VERSION = 1
+REFINER_VERSION = 2
 # GNSS is off by a few metres, in a street canyon by ten: a refined pose farther than this from
 # the receiver's fix means registration went wrong, and the smoothed poses are kept.
 MAX_SHIFT_M = 20.0
@@ -63,7 +65,8 @@ METRES_PER_DEGREE = 111_320.0
 
 @dataclass(frozen=True)
 class RefinementOutcome:
-    """How one sequence's poses were refined: "registered", or "smoothed" and why not."""
+    """How one sequence's poses were refined: "registered", or "smoothed" and why not; and
+    whether the device's odometry was used (`refine_inputs.Odometry.status`)."""
 
     key: SequenceKey
     inputs_sha256: str
@@ -75,6 +78,7 @@ class RefinementOutcome:
     pairs_used: int = 0
     frames_on_lanes: int = 0
     seconds: float = 0.0
+    odometry: str | None = None
 
 
 class NotRefinedError(MapError):
@@ -116,13 +120,19 @@ class CatalogRefiner:
         if reused is not None:
             return reused
         started = time.perf_counter()
-        outcome = RefinementOutcome(inputs.key, digest, REGISTERED, None, "", len(found))
+        driven = odometry(found, inputs)
+        if driven.detail:
+            log.warning("sequence %s/%s: %s", *inputs.key, driven.detail)
+        outcome = RefinementOutcome(
+            inputs.key, digest, REGISTERED, None, driven.detail, len(found), odometry=driven.status
+        )
         try:
-            refined = self._refine(found, inputs, lanes)
+            refined = self._refine(found, inputs, lanes, driven)
         except NotRefinedError as skip:
             log.warning("sequence %s/%s keeps its smoothed poses: %s", *inputs.key, skip.detail)
             poses = list(found)
-            outcome = replace(outcome, outcome=SMOOTHED, reason=skip.reason, detail=skip.detail)
+            detail = "; ".join(filter(None, [skip.detail, driven.detail]))
+            outcome = replace(outcome, outcome=SMOOTHED, reason=skip.reason, detail=detail)
         else:
             poses = refined.poses
             outcome = replace(
@@ -146,7 +156,11 @@ class CatalogRefiner:
         return stored_poses(self.catalog, key, found, REGISTERED)
 
     def _refine(
-        self, found: Sequence[CatalogPose], inputs: SequenceInputs, lanes: list[LaneLine]
+        self,
+        found: Sequence[CatalogPose],
+        inputs: SequenceInputs,
+        lanes: list[LaneLine],
+        driven: Odometry,
     ) -> _Refined:
         objects = {p.frame_id: f.object_key for p, f in zip(found, inputs.frames, strict=True)}
 
@@ -168,6 +182,7 @@ class CatalogRefiner:
             camera_of,
             lanes=lanes,
             hdop=[f.hdop for f in inputs.frames],
+            travelled_m=driven.travelled_m,
             step_m=steps_m(found, inputs),
             settings=self.settings,
         )
@@ -202,6 +217,7 @@ def _refine_runs(
     lanes: Sequence[LaneLine],
     settings: RefineSettings,
     hdop: Sequence[float | None] | None = None,
+    travelled_m: Sequence[float | None] | None = None,
     step_m: Sequence[float | None] | None = None,
 ) -> _Refined:
     """Each run of frames from one camera refined on its own; `NotRefinedError` when any cannot be."""
@@ -222,6 +238,7 @@ def _refine_runs(
             drive = Drive(
                 frames,
                 None if hdop is None else hdop[start:end],
+                travelled_m=None if travelled_m is None else travelled_m[start:end],
                 step_m=None if step_m is None else step_m[start:end],
             )
             result = _refined_run(drive, camera_of(camera_id), lanes, settings)

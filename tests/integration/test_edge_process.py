@@ -10,6 +10,7 @@ import math
 import os
 import pty
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -17,15 +18,19 @@ import termios
 import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 from PIL.ExifTags import GPS, IFD, Base
 
 from edge.gnss.gpx import read_gpx
+from edge.identity import create_identity
+from edge.keyframes import KeyframeRules, travelled
 from edge.spool import Spool
 from edge.sync import SyncError, estimate_offset
 from edge.track import Track
@@ -51,10 +56,13 @@ def edge_command(drive: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "roadswarm", "edge", "process", *files, *options]
 
 
-def edge_process(drive: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def edge_process(
+    drive: Path, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = edge_command(drive, out, *extra)
+    environment = {**os.environ, **(env or {})}
     return subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, check=False, timeout=600
+        command, cwd=REPO, env=environment, capture_output=True, text=True, check=False, timeout=600
     )
 
 
@@ -106,6 +114,21 @@ def test_processing_again_adds_nothing(processed: tuple[Path, dict[str, Any]], d
     assert again["keyframes"] == 0
     assert again["skipped"]["already in the spool"] == first["keyframes"]
     assert len(spooled(out)) == first["keyframes"]
+
+
+def test_frames_anonymized_at_once_give_the_same_spool_as_one_at_a_time(
+    drive: Path, tmp_path: Path
+) -> None:
+    """Three keyframes in flight on three threads: the same records, in the same order, as one
+    keyframe at a time (one detector thread each, so the arithmetic is the same)."""
+    spools = {}
+    for frames in ("1", "3"):
+        env = {"ROADSWARM_PRIVACY_PARALLEL_FRAMES": frames, "ROADSWARM_PRIVACY_THREADS": "1"}
+        done = edge_process(drive, tmp_path / frames, env=env)
+        assert done.returncode == 0, done.stderr
+        spools[frames] = spooled(tmp_path / frames)
+    assert len(spools["1"]) > 20
+    assert spools["3"] == spools["1"]
 
 
 def test_killed_runs_lose_nothing_and_duplicate_nothing(
@@ -160,6 +183,33 @@ def test_keyframes_are_where_the_vehicle_was(
         frame = truth["frames"][record["source_frame"]]
         x, y = grid_world.frame.to_local(np.array([record["lon"]]), np.array([record["lat"]]))
         assert math.hypot(float(x[0]) - frame["x_m"], float(y[0]) - frame["y_m"]) < 12.0
+
+
+def test_records_carry_the_distance_driven_at_their_own_frame(
+    processed: tuple[Path, dict[str, Any]], drive: Path, tmp_path: Path
+) -> None:
+    """Each record's `travelled_m` is the edge's odometry at the frame it was taken from (speed
+    integrated over every frame since the trip began), in centimetres, never decreasing along
+    the sequence; the sealed manifest carries it to the server."""
+    out, _ = processed
+    log = read_gpx(drive / "track.gpx")
+    video = cv2.VideoCapture(str(drive / "video.mp4"))
+    fps, count = video.get(cv2.CAP_PROP_FPS), int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    video.release()
+    # Without --video-start, `edge process` starts the video at the log's first fix.
+    times = log.fixes[0].time.timestamp() + np.arange(count) / fps
+    distance = travelled(Track(log.fixes).poses(times), KeyframeRules().stationary_below_mps)
+    records = sorted(spooled(out), key=lambda r: int(r["index"]))
+    assert [r["travelled_m"] for r in records] == [
+        round(float(distance[r["source_frame"]]), 2) for r in records
+    ]
+    assert all(a["travelled_m"] < b["travelled_m"] for a, b in pairwise(records))
+    copy = tmp_path / "spool"  # sealing a copy leaves the module's spool as the others expect
+    shutil.copytree(out, copy)
+    with Spool(copy) as spool:
+        signed = spool.seal_batch(create_identity(tmp_path / "identity"), max_frames=1000)
+    assert signed is not None
+    assert [f.travelled_m for f in signed.manifest.frames] == [r["travelled_m"] for r in records]
 
 
 def test_video_and_gnss_that_do_not_overlap_are_refused(drive: Path, tmp_path: Path) -> None:

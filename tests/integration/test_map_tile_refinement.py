@@ -145,6 +145,7 @@ def test_the_pipeline_builds_tiles_from_refined_poses(
     assert {row.source for row in stored.values()} == {"registered"}
     refinement = _refinement(ctx.catalog)
     assert refinement.outcome == "registered"
+    assert refinement.odometry is None  # these frames, as an older device's, carry none
     assert refinement.pairs_used > refinement.pairs_tried / 2
     assert refinement.frames_on_lanes > 0
     before = _errors({p.frame_id: (p.pose.lon, p.pose.lat) for p in smoothed.posed}, truth)
@@ -229,3 +230,60 @@ def test_refinement_can_be_turned_off(
     update = update_poses(plain, [(DEVICE, SEQUENCE)])
     assert (update.posed, update.refined) == (6, 0)
     assert {row.source for row in _stored(ctx.catalog).values()} == {"smoothed"}
+
+
+def _refined_in_own_catalog(
+    folder: Path, world: World, frames: list[Keyframe], drive: Path
+) -> tuple[PoseRefinement, dict[str, tuple[float, float, float, str]]]:
+    """The frames as one sequence in a fresh SQLite catalog, matched and posed: how the
+    refinement went and the stored poses."""
+    folder.mkdir()
+    with catalog_at("sqlite", folder) as catalog:
+        store_world_roads(catalog, world)
+        own = TileContext(catalog, LocalObjectStore(folder / "store"))
+        _seed(own, frames, drive)
+        update_poses(own, [(DEVICE, SEQUENCE)])
+        return _refinement(catalog), _poses(catalog)
+
+
+def test_the_devices_odometry_is_used_and_a_broken_one_is_ignored_with_the_reason(
+    reported: list[Keyframe],
+    truth: list[Keyframe],
+    sharp_drive: Path,
+    grid_world: World,
+    tmp_path: Path,
+) -> None:
+    """Frames that carry `travelled_m` are refined with it: the record says "used", and the
+    digest and the poses differ from those of the same frames without it. Odometry that goes
+    back along the sequence is ignored with the reason: the frames are all posed, exactly as
+    if they carried none."""
+    frames = reported[:16]
+    local = LocalFrame(truth[0].lon, truth[0].lat)
+    x, y = local.to_local(np.array([f.lon for f in truth]), np.array([f.lat for f in truth]))
+    driven = 250.0 + np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
+    with_odometry = [
+        replace(f, travelled_m=round(float(d), 2)) for f, d in zip(frames, driven, strict=False)
+    ]
+    backwards = list(with_odometry)
+    backwards[9] = replace(backwards[9], travelled_m=float(driven[7]) - 1.0)
+    plain, plain_poses = _refined_in_own_catalog(
+        tmp_path / "plain", grid_world, frames, sharp_drive
+    )
+    used, used_poses = _refined_in_own_catalog(
+        tmp_path / "used", grid_world, with_odometry, sharp_drive
+    )
+    broken, broken_poses = _refined_in_own_catalog(
+        tmp_path / "broken", grid_world, backwards, sharp_drive
+    )
+    assert (plain.odometry, used.odometry, broken.odometry) == (None, "used", "odometry_backwards")
+    assert used.inputs_sha256 != plain.inputs_sha256 != broken.inputs_sha256
+    assert used_poses.keys() == plain_poses.keys() and len(used_poses) == len(frames)
+    moved = []
+    for frame_id, (lon, lat, _, _) in plain_poses.items():
+        x, y = LocalFrame(lon, lat).to_local(
+            np.array([used_poses[frame_id][0]]), np.array([used_poses[frame_id][1]])
+        )
+        moved.append(float(np.hypot(x[0], y[0])))
+    assert max(moved) > 0.001  # without the odometry they would be bit for bit the same
+    assert broken.outcome == "registered" and "at index 8 to" in broken.detail
+    assert broken_poses == plain_poses

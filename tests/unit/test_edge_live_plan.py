@@ -132,3 +132,41 @@ def test_the_live_planner_picks_the_candidates_plan_keyframes_picks() -> None:
     assert len(plan.candidates) > 50 and plan.skipped["privacy zone"] > 0
     for c in plan.candidates:
         assert windows[c.position] == list(range(c.frame_index, c.last_index + 1))
+
+
+def braking_to_a_stop(*, doppler: bool) -> list[Fix]:
+    """A 1 Hz receiver on a car at 6 m/s that brakes to a stop, stands 5 s and pulls away, with
+    its Doppler speed reported or not (positions are exact)."""
+    speeds = [6.0, 6.0, 6.0, 4.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.5, 3.0, 4.5, 6.0, 6.0]
+    steps = (np.array(speeds[1:]) + np.array(speeds[:-1])) / 2
+    north = np.concatenate([[0.0], np.cumsum(steps)])
+    return [
+        Fix(
+            START + timedelta(seconds=t),
+            24.94,
+            60.17 + float(metres) / 111_000,
+            speed_mps=speed if doppler else None,
+            course_deg=0.0 if doppler else None,
+            hdop=1.0,
+            satellites=9,
+            fix_mode=3,
+        )
+        for t, (speed, metres) in enumerate(zip(speeds, north, strict=True))
+    ]
+
+
+def test_braking_into_a_stop_counts_where_the_receiver_reports_its_speed() -> None:
+    """The distance is the odometry the server places keyframes by: with Doppler speed (near
+    zero while standing) it follows the car until it nearly stands; from positions alone a
+    stretch counts only where every fix around it says moving, which loses most of the second
+    of braking and of pulling away. The live planner adds up the very same floats."""
+    driven = 6.0 + 6.0 + 5.0 + 3.0 + 1.0 + 0.75 + 2.25 + 3.75 + 5.25 + 6.0  # the trapezoids
+    for doppler, lost in ((True, (0.2, 0.6)), (False, (2.0, 4.0))):
+        fixes = braking_to_a_stop(doppler=doppler)
+        poses = Track(fixes).poses(np.array(frame_times(fixes)[15:-30]))
+        total = float(plan_keyframes(poses, RULES).travelled_m)
+        assert lost[0] < driven - total < lost[1], (doppler, total)
+        planner = LivePlanner(RULES)
+        for index, pose in enumerate(poses):
+            planner.step(index, pose)
+        assert planner.travelled_m == total

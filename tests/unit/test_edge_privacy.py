@@ -99,7 +99,7 @@ def test_small_distant_plates_are_found_only_at_full_resolution(tiled: bool) -> 
     """A 12 px marker near the horizon vanishes in the 640 px overview but the full-resolution
     detail views (tiles for a fixed-size model, one strip otherwise) find it."""
     frame = frame_with_markers([(1500, 470, 40, 12), (300, 700, 300, 90)])
-    overview_only = anonymizer(tiled=tiled, band_above_horizon_px=0, band_below_horizon_px=0)
+    overview_only = anonymizer(tiled=tiled, plate_band_above_px=0, plate_band_below_px=0)
     _, plates = overview_only.find(frame, horizon=-10_000.0)
     assert len(plates) == 1  # only the big one
     _, plates = anonymizer(tiled=tiled).find(frame, horizon=455.0)
@@ -107,6 +107,38 @@ def test_small_distant_plates_are_found_only_at_full_resolution(tiled: bool) -> 
     assert len(found) == 2
     assert found[0] == pytest.approx([300, 700, 600, 790], abs=3)
     assert found[1] == pytest.approx([1500, 470, 1540, 482], abs=1)
+
+
+def detail_rows(chosen: Anonymizer, task: str, size: tuple[int, int]) -> tuple[int, int]:
+    """First and last+1 row of the full-resolution views of one task's detector."""
+    detector = chosen.face if task == "face" else chosen.plate
+    horizon = 455.0 * size[1] / 1080
+    detail = [v for v in chosen.views(detector, *size, horizon) if v.scale == 1.0]
+    return min(v.y0 for v in detail), max(v.y0 + v.height for v in detail)
+
+
+def test_each_task_has_its_own_band_around_the_horizon() -> None:
+    """Faces are near camera height, so close to the horizon either way; plates sit low on cars,
+    so their band reaches far below it and little above."""
+    chosen = anonymizer(tiled=False)
+    assert detail_rows(chosen, "face", (1920, 1080)) == (455 - 192, 455 + 192)
+    assert detail_rows(chosen, "plate", (1920, 1080)) == (455 - 96, 455 + 352)
+
+
+def test_the_band_scales_with_the_frame() -> None:
+    """An overview pixel covers twice the frame pixels in a frame twice as wide, so a target
+    too small for the overview reaches twice as far from the horizon in frame pixels."""
+    chosen = anonymizer(tiled=False)
+    assert detail_rows(chosen, "plate", (3840, 2160)) == (910 - 192, 910 + 704)
+    assert detail_rows(chosen, "face", (1280, 720)) == (175, 432)  # horizon 303.3, band 128
+
+
+def test_a_small_plate_low_below_the_horizon_is_found() -> None:
+    """A 14 px plate 300 px below the horizon (a car 6 m ahead, seen from 1.5 m up) is inside
+    the plate band, which the face band need not cover."""
+    frame = frame_with_markers([(900, 755, 60, 14)])
+    _, plates = anonymizer(tiled=False).find(frame, horizon=455.0)
+    assert plates.boxes.tolist() == [pytest.approx([900, 755, 960, 769], abs=1)]
 
 
 def test_overlapping_tiles_do_not_duplicate_a_detection() -> None:

@@ -19,6 +19,7 @@ from mapbuilder.tiles.build import PosedFrame
 from mapbuilder.tiles.posegraph import Edges, GraphSettings, Lanes, Observed, solve, wrap
 from mapbuilder.tiles.poses import CatalogPose
 from mapbuilder.tiles.refine import Drive, PoseRefinementError, refine_poses, refine_sequences
+from mapbuilder.tiles.refine_inputs import FrameInputs, SequenceInputs, odometry
 from mapbuilder.tiles.refiner import REGISTERED, NotRefinedError, pose_refiner
 from mapbuilder.tiles.register import GroundViewer, RelativeMotion, register_pair
 from roadswarm.sim.gnss import GnssOptions, simulate_fixes
@@ -27,6 +28,7 @@ LON, LAT = 24.9384, 60.1699
 CAMERA = Calibration(width_px=960, height_px=540)
 CELL_M = 0.05
 TEXTURE_M = 160.0  # the ground texture spans -80..80 m east and north
+STOP_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -332,3 +334,118 @@ def test_pose_graph_removes_jitter_and_lanes_remove_the_bias() -> None:
     )
     assert jitter_removed[1] < raw[1] / 5
     assert anchored[0] < 0.5 < raw[0]
+
+
+def _stop_before_the_turn(stop_s: float) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The L-shaped drive (`_l_shaped_truth`, a keyframe every 4 m) with the car standing
+    `stop_s` where the turn begins (at a junction), as rows (t, x, y, heading, speed); and the
+    indices of the keyframes."""
+    dense, keys = _l_shaped_truth(4.0)
+    corner = int(np.searchsorted(dense[:, 0], 600.0 / 12.0))
+    standing = np.repeat(dense[corner : corner + 1], int(stop_s), axis=0)
+    standing[:, 0] += np.arange(int(stop_s))
+    after = dense[corner:] + np.array([stop_s, 0.0, 0.0, 0.0])
+    rows = np.concatenate([dense[:corner], standing, after])
+    speed = np.concatenate(
+        [np.full(corner, 12.0), np.zeros(int(stop_s)), np.full(len(after), 12.0)]
+    )
+    moved = np.where(keys < corner, keys, keys + int(stop_s))
+    return np.concatenate([rows, speed[:, np.newaxis]], axis=1), moved
+
+
+def _first_leg_along_errors(seed: int) -> tuple[float, float]:
+    """Median error along the road of the first leg's keyframes, refined with the keyframes'
+    speeds and with the device's odometry: correlated 3 m GNSS error (seed `seed`), a 30 s stop
+    where the turn begins, no registration across the stop (the view changed while the car
+    stood, as at a sharp corner), lane lines on both legs."""
+    dense, keys = _stop_before_the_turn(STOP_S)
+    fixes = simulate_fixes(
+        dense[:, 0],
+        dense[:, 1],
+        dense[:, 2],
+        np.zeros(len(dense)),
+        dense[:, 4],
+        dense[:, 3],
+        frame=LocalFrame(LON, LAT),
+        start_time=datetime(2026, 6, 1, tzinfo=UTC),
+        options=GnssOptions(rate_hz=10.0, noise_m=3.0),
+        rng=np.random.default_rng(seed),
+    )
+    truth, times = dense[keys, 1:4], dense[keys, 0]
+    error = np.array([[fixes[k].error_east_m, fixes[k].error_north_m] for k in keys])
+    rng = np.random.default_rng(seed + 1)
+    base = Observed(
+        truth[:, 0] + error[:, 0],
+        truth[:, 1] + error[:, 1],
+        np.radians(truth[:, 2] + rng.normal(0.0, 2.0, len(keys))),
+        times,
+        np.ones(len(keys)),
+        np.full(len(keys), np.nan),
+    )
+    driven = np.hypot(*np.diff(truth[:, :2], axis=0).T) + rng.normal(0, 0.02, len(keys) - 1)
+    # The keyframes' speeds (12 m/s, 0.1 m/s of noise) give only the steps at most 2 s long.
+    dt = np.diff(times)
+    speeds = np.where(dt <= 2.0, dt * (12.0 + rng.normal(0, 0.1, dt.size)), np.nan)
+    stop = int(np.argmax(dt))  # the step from keyframe `stop` to the next spans the stop
+    edges = _registrations(truth, rng)
+    kept = (edges.i > stop) | (edges.j <= stop)
+    not_across = Edges(*(getattr(edges, name)[kept] for name in Edges.__dataclass_fields__))
+    lanes = _lanes_on_straights(truth)
+    first_leg = np.arange(stop + 1)
+
+    def along_error(observed: Observed) -> float:
+        refined = solve(observed, not_across, lanes, GraphSettings())
+        return float(np.median(np.abs(refined[first_leg, 0] - truth[first_leg, 0])))
+
+    with_speeds = along_error(replace(base, step_m=np.concatenate([[np.nan], speeds])))
+    odometer = np.concatenate([[False], np.ones(driven.size, bool)])
+    with_odometry = along_error(
+        replace(base, step_m=np.concatenate([[np.nan], driven]), from_odometer=odometer)
+    )
+    return with_odometry, with_speeds
+
+
+def test_odometry_carries_the_turns_pin_along_the_road_across_a_stop() -> None:
+    """Across a stop the keyframes' speeds say nothing about the step, so the first leg's
+    position along the road is left to the GNSS bias; the device's odometry spans the stop and
+    the second leg's lane line pins it to a few decimetres."""
+    with_odometry, with_speeds = _first_leg_along_errors(seed=11)
+    assert with_odometry < 0.5 < 1.0 < with_speeds
+    assert with_odometry < with_speeds / 3
+
+
+def test_drive_steps_take_the_odometry_and_fall_back_to_speeds() -> None:
+    """A step is the odometry's where both frames have it, else the speed-based step."""
+    image = np.zeros((2, 2), np.uint8)
+    poses = [FramePose(LON, LAT, 0.0, float(k)) for k in range(5)]
+    drive = Drive(
+        _posed([image] * 5, poses),
+        travelled_m=[100.0, 104.0, None, 112.0, 116.5],
+        step_m=[None, 3.9, 4.1, 4.2, 3.8],
+    )
+    steps, from_odometer = drive.steps()
+    np.testing.assert_allclose(steps, [np.nan, 4.0, 4.1, 4.2, 4.5])
+    assert from_odometer.tolist() == [False, True, False, False, True]
+
+
+def _inputs(travelled: list[float | None], indices: list[int]) -> SequenceInputs:
+    """A sequence's inputs with the given odometry and sequence indices (the rest plain)."""
+    frames = [
+        FrameInputs(f"k{k}", LON, LAT, 0.0, 1.0, 8.0, index, metres, None, None)
+        for k, (metres, index) in enumerate(zip(travelled, indices, strict=True))
+    ]
+    return SequenceInputs(("device", "trip"), frames, [], {})
+
+
+def test_odometry_that_goes_back_or_races_is_ignored_with_the_reason() -> None:
+    """Used as sent when it only grows; none when no frame has it; ignored, saying where, when
+    it goes back with the sequence index or implies a step faster than any car."""
+    found = [CatalogPose(f"k{k}", FramePose(LON, LAT, 0.0, k * 0.5), "cam") for k in range(4)]
+    good = odometry(found, _inputs([10.0, 14.0, None, 22.0], [0, 1, 2, 3]))
+    assert (good.status, good.travelled_m) == ("used", [10.0, 14.0, None, 22.0])
+    assert odometry(found, _inputs([None] * 4, [0, 1, 2, 3])).status is None
+    back = odometry(found, _inputs([10.0, 14.0, 13.0, 22.0], [0, 1, 2, 3]))
+    assert (back.status, back.travelled_m) == ("odometry_backwards", [None] * 4)
+    assert "from 14 m at index 1 to 13 m at index 2" in back.detail
+    racing = odometry(found, _inputs([10.0, 14.0, 90.0, 94.0], [0, 1, 2, 3]))
+    assert racing.status == "odometry_too_fast" and "76 m in 0.5 s" in racing.detail
