@@ -2,7 +2,9 @@
 
 Decoding is the dangerous step (decompression bombs, malformed files), so the header is judged
 before any pixel is decoded, and the pixels are decoded at an eighth of their size (JPEG's DCT
-scaling): every byte is still read and checked, at a fraction of the cost.
+scaling): every byte is still read and checked, at a fraction of the cost. Frames narrower than
+8 x `pixelmatch.COMPARE_WIDTH_PX` are decoded once more, finer, for the comparison thumbnail (the
+perceptual hash stays that of the eighth, as it always was).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import imagehash
 from PIL import Image, UnidentifiedImageError
 
+from ingest.pixelmatch import Thumbnail, decode_request, make_thumbnail
 from ingest.settings import ValidationSettings
 
 PHASH_BANDS = 4
@@ -37,6 +40,7 @@ class ImageFacts:
     width: int
     height: int
     phash: int  # 64 bits, unsigned
+    thumbnail: Thumbnail = field(repr=False, compare=False)
 
 
 def check_bytes(data: bytes, frame_id: str, size_bytes: int) -> Rejection | None:
@@ -64,7 +68,9 @@ def inspect_image(data: bytes, settings: ValidationSettings) -> ImageFacts | Rej
                 width, height = image.size
                 image.draft("L", (width // DRAFT_SCALE, height // DRAFT_SCALE))
                 image.load()
-                return ImageFacts(width, height, _phash(image))
+                return ImageFacts(
+                    width, height, _phash(image), _thumbnail(data, image, width, height)
+                )
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             return Rejection("decompression_bomb", f"refused to decode: {exc}")
         except UnidentifiedImageError:
@@ -88,6 +94,16 @@ def _header_problem(image: Image.Image, settings: ValidationSettings) -> Rejecti
             f"{width}x{height} px is below the {settings.min_width_px}x{settings.min_height_px} minimum",
         )
     return None
+
+
+def _thumbnail(data: bytes, decoded: Image.Image, width: int, height: int) -> Thumbnail:
+    """The comparison thumbnail, from the eighth already decoded when that is wide enough."""
+    if decoded.size[0] >= decode_request(width, height)[0]:
+        return make_thumbnail(decoded, width)
+    with Image.open(io.BytesIO(data)) as finer:
+        finer.draft("L", decode_request(width, height))
+        finer.load()
+        return make_thumbnail(finer, width)
 
 
 def _phash(image: Image.Image) -> int:

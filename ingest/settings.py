@@ -102,6 +102,9 @@ class ValidationSettings(BaseSettings):
     max_age_days: float = 30.0
     near_duplicate_bits: int = 3
     near_duplicate_radius_m: float = 30.0
+    # Another device's frame within `near_duplicate_bits` is a replay only when the pixels agree
+    # this well (ingest.pixelmatch); measured by bench.bench_replay on real street photos.
+    replay_min_agreement: float = 0.9
     audit_face_threshold: float = 0.5
     audit_plate_threshold: float = 0.5
     stuck_after_s: float = 600.0

@@ -1,14 +1,16 @@
 """The validation stage: each received frame's object, image, track and novelty are checked.
 
-Objects are read and decoded outside any database transaction; the verdicts are then written in
-one short transaction, so workers never hold the catalog while they wait for the store.
+Objects are read and decoded outside any database transaction (the frames' own, then those of
+near-duplicate candidates from other devices); the verdicts are then written in one short
+transaction, so workers never hold the catalog while they wait for the store.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
@@ -29,6 +31,7 @@ from ingest.imagecheck import (
     to_signed64,
     to_unsigned64,
 )
+from ingest.pixelmatch import Thumbnail, agreement
 from ingest.plausibility import TrackPoint, distance_m, implausible_points, time_problem
 from ingest.settings import ValidationSettings
 from ingest.states import frames_in_state, quarantine, record_run
@@ -36,6 +39,7 @@ from ingest.storage import ObjectStore
 
 STAGE = "validate"
 NEAR_DUPLICATE_WINDOW_S = 600.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,13 +67,19 @@ def validate_frames(ctx: IngestContext, frame_ids: Sequence[str]) -> StageResult
         frames = frames_in_state(session, frame_ids, FrameState.RECEIVED)
         track_verdicts = _track_verdicts(session, frames, ctx.validation)
     verdicts = {frame.frame_id: _object_verdict(ctx, frame) for frame in frames}
+    rejections = {fid: v for fid, v in verdicts.items() if isinstance(v, Rejection)}
+    rejections.update(track_verdicts)
+    facts = {
+        fid: v for fid, v in verdicts.items() if isinstance(v, ImageFacts) and fid not in rejections
+    }
+    passed = [f for f in frames if f.frame_id in facts]
+    with ctx.catalog.session() as session:
+        seen = _candidates(session, [phash_bands(v.phash) for v in facts.values()])
+    thumbnails = _thumbnails(ctx, passed, facts, seen)
+    rejections.update(_duplicate_problems(passed, facts, seen, thumbnails, ctx.validation))
     quarantined: dict[str, str] = {}
     with ctx.catalog.session() as session:
         now = ctx.clock()
-        rejections = {fid: v for fid, v in verdicts.items() if isinstance(v, Rejection)}
-        rejections.update(track_verdicts)
-        passed = [f for f in frames if f.frame_id not in rejections]
-        rejections.update(_duplicate_problems(session, passed, verdicts, ctx.validation))
         for frame in frames:
             rejection = rejections.get(frame.frame_id)
             if rejection is not None and quarantine(
@@ -135,36 +145,52 @@ def _point(frame: Frame) -> TrackPoint:
 
 @dataclass(frozen=True)
 class _Seen:
-    """What near-duplicate checks compare: a frame's owner, hash, place and time."""
+    """What near-duplicate checks compare: a frame's owner, hash, place and time, and where its
+    object is (to compare pixels with another device's)."""
 
     frame_id: str
     device_id: str
     phash: int
     point: TrackPoint
+    object_key: str
+    size_bytes: int
+
+
+def _seen(frame: Frame, facts: ImageFacts) -> _Seen:
+    return _Seen(
+        frame.frame_id,
+        frame.device_id,
+        facts.phash,
+        _point(frame),
+        frame.object_key,
+        frame.size_bytes,
+    )
 
 
 def _duplicate_problems(
-    session: Session,
     frames: Sequence[Frame],
-    verdicts: dict[str, ImageFacts | Rejection],
+    facts: Mapping[str, ImageFacts],
+    seen: Sequence[_Seen],
+    thumbnails: Mapping[str, Thumbnail | None],
     settings: ValidationSettings,
 ) -> dict[str, Rejection]:
-    """Near-identical images among the catalog's validated frames and earlier frames of this
-    chunk: another device's (a replay), or this device's own at the same place and time."""
-    facts = {
-        f.frame_id: v
-        for f, v in ((f, verdicts[f.frame_id]) for f in frames)
-        if isinstance(v, ImageFacts)
-    }
-    seen = _candidates(session, [phash_bands(v.phash) for v in facts.values()])
+    """Near-identical images among the catalog's frames `seen` and earlier captures of this chunk:
+    another device's picture (a replay), or this device's own at the same place and time. Within
+    the chunk the earliest capture is kept (the frame id breaks ties)."""
+    earlier = list(seen)
     problems: dict[str, Rejection] = {}
-    for frame in frames:
-        mine = _Seen(frame.frame_id, frame.device_id, facts[frame.frame_id].phash, _point(frame))
+    for frame in sorted(frames, key=lambda f: (f.capture_time, f.frame_id)):
+        mine = _seen(frame, facts[frame.frame_id])
         problem = next(
-            (p for other in seen if (p := _duplicate_of(mine, other, settings)) is not None), None
+            (
+                p
+                for other in earlier
+                if (p := _duplicate_of(mine, other, settings, thumbnails)) is not None
+            ),
+            None,
         )
         if problem is None:
-            seen.append(mine)
+            earlier.append(mine)
         else:
             problems[frame.frame_id] = problem
     return problems
@@ -186,34 +212,112 @@ def _candidates(session: Session, bands: list[tuple[int, int, int, int]]) -> lis
             Frame.lat,
             Frame.lon,
             Frame.speed_mps,
+            Frame.object_key,
+            Frame.size_bytes,
         ).where(
             or_(*(column.in_(values) for column, values in zip(columns, wanted, strict=True))),
             Frame.state.in_((FrameState.VALIDATED, FrameState.ACCEPTED)),
         )
     ).all()
     return [
-        _Seen(fid, device, to_unsigned64(phash), TrackPoint(index, when, lat, lon, speed))
-        for fid, device, phash, index, when, lat, lon, speed in rows
+        _Seen(
+            fid, device, to_unsigned64(phash), TrackPoint(index, when, lat, lon, speed), key, size
+        )
+        for fid, device, phash, index, when, lat, lon, speed, key, size in rows
         if phash is not None
     ]
 
 
-def _duplicate_of(mine: _Seen, other: _Seen, settings: ValidationSettings) -> Rejection | None:
+def _thumbnails(
+    ctx: IngestContext,
+    frames: Sequence[Frame],
+    facts: Mapping[str, ImageFacts],
+    seen: Sequence[_Seen],
+) -> dict[str, Thumbnail | None]:
+    """Thumbnails of this chunk's frames, and of the catalog's frames that another device's frame
+    here nearly repeats (read from the store, each once)."""
+    found: dict[str, Thumbnail | None] = {fid: f.thumbnail for fid, f in facts.items()}
+    bits = ctx.validation.near_duplicate_bits
+    for other in seen:
+        if other.frame_id not in found and any(
+            frame.device_id != other.device_id
+            and hamming(facts[frame.frame_id].phash, other.phash) <= bits
+            for frame in frames
+        ):
+            found[other.frame_id] = _stored_thumbnail(ctx, other)
+    return found
+
+
+def _stored_thumbnail(ctx: IngestContext, seen: _Seen) -> Thumbnail | None:
+    """The thumbnail of a catalogued frame's object. None when the object is gone or no longer
+    the frame: the store's fault is no evidence against a new frame, which is then judged without
+    it. Store outages propagate (the task is retried)."""
+    try:
+        data = ctx.store.get_bytes(seen.object_key)
+    except (ObjectNotFoundError, ObjectCorruptError) as exc:
+        _warn_uncomparable(seen, str(exc))
+        return None
+    verdict = check_bytes(data, seen.frame_id, seen.size_bytes) or inspect_image(
+        data, ctx.validation
+    )
+    if isinstance(verdict, Rejection):
+        _warn_uncomparable(seen, f"{verdict.reason}: {verdict.detail}")
+        return None
+    return verdict.thumbnail
+
+
+def _warn_uncomparable(seen: _Seen, why: str) -> None:
+    log.warning(
+        "near-duplicate candidate %s of device %s cannot be compared (%s): frames resembling it "
+        "are judged without it; check its object %s",
+        seen.frame_id[:12],
+        seen.device_id[:12],
+        why,
+        seen.object_key,
+    )
+
+
+def _duplicate_of(
+    mine: _Seen,
+    other: _Seen,
+    settings: ValidationSettings,
+    thumbnails: Mapping[str, Thumbnail | None],
+) -> Rejection | None:
     if (
         other.frame_id == mine.frame_id
         or hamming(other.phash, mine.phash) > settings.near_duplicate_bits
     ):
         return None
     if other.device_id != mine.device_id:
-        return Rejection(
-            "near_duplicate_other_device",
-            f"nearly the same image as frame {other.frame_id[:12]} of device {other.device_id[:12]}",
-        )
+        return _replay_of(mine, other, settings, thumbnails)
     if _same_place_and_time(mine.point, other.point, settings):
         return Rejection(
             "near_duplicate", f"nearly the same image as this device's frame {other.frame_id[:12]}"
         )
     return None
+
+
+def _replay_of(
+    mine: _Seen,
+    other: _Seen,
+    settings: ValidationSettings,
+    thumbnails: Mapping[str, Thumbnail | None],
+) -> Rejection | None:
+    """Another device's look-alike is a replay only when the pixels repeat it: a second capture
+    of the same street looks alike to the hash but not pixel for pixel."""
+    theirs, ours = thumbnails.get(other.frame_id), thumbnails.get(mine.frame_id)
+    if theirs is None or ours is None:
+        return None
+    score = agreement(theirs, ours)
+    if score < settings.replay_min_agreement:
+        return None
+    return Rejection(
+        "near_duplicate_other_device",
+        f"the same picture as frame {other.frame_id[:12]} of device {other.device_id[:12]}, "
+        f"re-encoded, resized or cropped: aligned, their pixels agree {score:.3f} (a second "
+        f"capture of the place stays below {settings.replay_min_agreement}); if this device "
+        "really took it, release it with `roadswarm ops quarantine release`",
+    )
 
 
 def _same_place_and_time(a: TrackPoint, b: TrackPoint, settings: ValidationSettings) -> bool:

@@ -4,6 +4,7 @@ audit (with a stand-in scanner), quarantine and its release, the reconciler, not
 from __future__ import annotations
 
 import io
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ingest.catalog import DeadLetter, Frame, FrameState, TaskRun, utcnow
 from ingest.commit import commit_batch
 from ingest.db import Catalog
 from ingest.devices import DeviceInfo, register_device
+from ingest.imagecheck import ImageFacts, hamming, inspect_image
 from ingest.notifications import frames_to_queue
 from ingest.protocol import FrameEntry, Registration, frame_object_key
 from ingest.quarantine import ReleaseRefusedError, list_quarantine, release
@@ -28,6 +30,7 @@ from ingest.storage import LocalObjectStore
 from ingest.validate import IngestContext, validate_frames
 from models.boxes import Detections
 from tests.ingest_helpers import FakeDevice, frame_id, make_jpeg, make_jpeg_bomb
+from tests.replay_edits import capture, replays, second_captures, textured_picture
 
 
 class MarkerScanner:
@@ -201,11 +204,85 @@ def test_near_duplicates_within_and_across_devices(ctx: IngestContext) -> None:
     assert validate_frames(ctx, replay_ids).quarantined == {
         frame_id(copy): "near_duplicate_other_device"
     }
+    (entry,) = list_quarantine(ctx.catalog)
+    assert f"frame {frame_id(original)[:12]} of device {honest.device_id[:12]}" in entry.detail
+    assert "pixels agree" in entry.detail
     standing = _reencoded(original, 80)
     own = honest.entries([standing], first_index=1, step_m=0.0001)
     assert validate_frames(ctx, _commit(ctx, honest, [standing], own)).quarantined == {
         frame_id(standing): "near_duplicate"
     }
+
+
+def _phash(data: bytes) -> int:
+    facts = inspect_image(data, ValidationSettings())
+    assert isinstance(facts, ImageFacts), facts
+    return facts.phash
+
+
+def test_another_cars_capture_of_the_place_is_accepted_a_copy_is_not(ctx: IngestContext) -> None:
+    """A second car's frame of the same place (2 % closer, own exposure and noise) passes although
+    its hash is as near as a copy's; a half-size copy of the first car's frame is a replay."""
+    picture = textured_picture(1)
+    first, second = capture(picture), second_captures(picture, 1)["zoom 2%"]
+    copy = replays(first)["half size"]
+    for other in (second, copy):  # the hash alone cannot tell them apart
+        assert hamming(_phash(first), _phash(other)) <= ctx.validation.near_duplicate_bits
+    first_car, second_car, replayer = FakeDevice(), FakeDevice(), FakeDevice()
+    validate_frames(ctx, _commit(ctx, first_car, [first]))
+    assert validate_frames(ctx, _commit(ctx, second_car, [second])).advanced == [frame_id(second)]
+    assert validate_frames(ctx, _commit(ctx, replayer, [copy])).quarantined == {
+        frame_id(copy): "near_duplicate_other_device"
+    }
+
+
+@pytest.mark.parametrize("fault", ["deleted", "replaced"])
+def test_a_lookalike_whose_object_is_lost_is_no_evidence(
+    ctx: IngestContext, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the frame a new one resembles has lost its object (or another file took its place),
+    the new frame is judged without it, and the operator is told which object to check."""
+    original = capture(textured_picture(2))
+    owner, other = FakeDevice(), FakeDevice()
+    validate_frames(ctx, _commit(ctx, owner, [original]))
+    key = frame_object_key(owner.device_id, frame_id(original))
+    if fault == "deleted":
+        ctx.store.delete(key)
+    else:
+        ctx.store.put_bytes(key, make_jpeg(3))
+    copy = _reencoded(original, 70)
+    with caplog.at_level(logging.WARNING, logger="ingest.validate"):
+        result = validate_frames(ctx, _commit(ctx, other, [copy]))
+    assert result.advanced == [frame_id(copy)]
+    assert f"{frame_id(original)[:12]} of device {owner.device_id[:12]} cannot be compared" in (
+        caplog.text
+    )
+    assert key in caplog.text
+
+
+def test_within_a_chunk_the_earliest_capture_is_kept(ctx: IngestContext) -> None:
+    """Two near-identical frames of a standing car in one batch: the later capture is the
+    duplicate, even when its frame id sorts first."""
+    original = make_jpeg(33)
+    earlier, later = sorted((_reencoded(original, 80), _reencoded(original, 85)), key=frame_id)[
+        ::-1
+    ]
+    device = FakeDevice()
+    entries = device.entries([earlier, later], step_m=0.01, speed_mps=1.0)
+    result = validate_frames(ctx, _commit(ctx, device, [earlier, later], entries))
+    assert result.advanced == [frame_id(earlier)]
+    assert result.quarantined == {frame_id(later): "near_duplicate"}
+
+
+def test_a_car_passing_its_own_spot_again_later_is_no_duplicate(ctx: IngestContext) -> None:
+    """A device's own look-alike is a duplicate only within 30 m and 10 minutes."""
+    original = make_jpeg(34)
+    device = FakeDevice()
+    start = datetime.now(UTC) - timedelta(minutes=20)
+    validate_frames(ctx, _commit(ctx, device, [original], device.entries([original], start=start)))
+    again = _reencoded(original, 80)
+    later = device.entries([again], sequence_id="seq-2", start=start + timedelta(minutes=15))
+    assert validate_frames(ctx, _commit(ctx, device, [again], later)).advanced == [frame_id(again)]
 
 
 def test_audit_quarantines_unblurred_faces_and_release_accepts(ctx: IngestContext) -> None:
