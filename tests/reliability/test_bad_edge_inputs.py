@@ -138,7 +138,15 @@ def test_a_video_damaged_half_way_keeps_what_came_before(
     kept, reference = records(tmp_path / "spool"), records(processed_short_drive)
     assert kept and lost > 0 and len(kept) + lost == len(reference)
     last_kept = max(record["source_frame"] for record in kept.values())
-    assert kept == {fid: r for fid, r in reference.items() if r["source_frame"] <= last_kept}
+    expected = [r for r in reference.values() if r["source_frame"] <= last_kept]
+    # The frame decoded last may be rebuilt by the decoder from data the damage reached (its
+    # references lie past it), so only its place in the plan is the intact video's; every
+    # keyframe before it is byte for byte the same.
+    by_frame = sorted(kept.values(), key=lambda r: r["source_frame"])
+    expected.sort(key=lambda r: r["source_frame"])
+    assert by_frame[:-1] == expected[:-1]
+    plan_fields = ("index", "source_frame", "capture_time", "travelled_m", "lat", "lon")
+    assert [by_frame[-1][f] for f in plan_fields] == [expected[-1][f] for f in plan_fields]
     with sqlite3.connect(tmp_path / "spool" / "spool.sqlite3") as db:
         events = db.execute("SELECT message FROM events WHERE kind = 'video_damaged'").fetchall()
     assert len(events) == 1 and f"{lost} keyframes not taken" in events[0][0]
