@@ -80,6 +80,9 @@ TASK_MODULES = (
 FAST_RECOVERY = {
     "ROADSWARM_VISIBILITY_TIMEOUT_S": "15",
     "ROADSWARM_TASK_TIME_LIMIT_S": "12",
+    # A block's lease outlives the task time limit, as in production (1800 s each): a builder that
+    # died with its worker leaves a lease that lapses within the settle window.
+    "ROADSWARM_TILES_BLOCK_LEASE_S": "15",
     "ROADSWARM_RECONCILE_EVERY_S": "1",
     "ROADSWARM_TILES_SWEEP_EVERY_S": "2",
     "ROADSWARM_REWARDS_BINS_EVERY_S": "2",
