@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +17,7 @@ from edge.blur import blur_regions, covered_fraction, expand
 from edge.settings import PrivacySettings
 from models.boxes import Detections
 from models.detectors import Detector
+from models.runtime import cores_each, usable_cores
 from models.scan import PrivacyScanner
 from models.settings import ModelSettings
 
@@ -70,7 +70,7 @@ class Anonymizer(PrivacyScanner):
         equal share of the cores instead of all of them."""
         frames = (settings.parallel_frames or usable_cores()) if parallel else 1
         if frames > 1 and settings.threads == 0:
-            settings = settings.model_copy(update={"threads": max(1, usable_cores() // frames)})
+            settings = settings.model_copy(update={"threads": cores_each(frames)})
         return cls(*cls.load_detectors(settings, model_settings), settings, frames)
 
     def anonymize(self, image: object, *, horizon: float | None = None) -> Anonymized | Unusable:
@@ -93,14 +93,6 @@ class Anonymizer(PrivacyScanner):
         )
         blurred = blur_regions(frame, regions, self.settings.blur)
         return Anonymized(blurred, faces, plates, covered_fraction(regions, width, height))
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity, which a container or taskset narrows)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _image_problem(image: object) -> str | None:

@@ -6,6 +6,7 @@ hosts) and keeps a slow stage from starving the others.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,9 @@ VALIDATE_TASK = "ingest.validate_frames"
 AUDIT_TASK = "ingest.audit_frames"
 RECONCILE_TASK = "ingest.reconcile"
 MATCH_TASK = "match.sequences"
+# How many pool processes (or threads) a worker runs, published by `roadswarm.worker_app` before it
+# forks them, so each process's model sessions take their share of the cores.
+WORKER_PROCESSES_ENV = "ROADSWARM_WORKER_PROCESSES"
 """Registered by `mapbuilder.tasks`; ingest only names it (it must not import mapbuilder)."""
 TILES_POSES_TASK = "tiles.poses"
 TILES_BUILD_TASK = "tiles.build_block"
@@ -133,3 +137,10 @@ def _transport_options(visibility_timeout_s: int) -> dict[str, Any]:
         "unacked_restore_interval": interval,
         "unacked_restore_throttle": 1,
     }
+
+
+def publish_pool_size(options: dict[str, Any] | None = None, **_: object) -> None:
+    """Tell a worker's pool processes how many of them share the cores (Celery's `celeryd_init`:
+    they are forked after it), so each model session takes its share of the threads."""
+    concurrency = (options or {}).get("concurrency") or os.cpu_count() or 1
+    os.environ.setdefault(WORKER_PROCESSES_ENV, str(concurrency))

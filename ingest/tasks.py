@@ -27,6 +27,7 @@ from ingest.queues import (
     MATCH_TASK,
     RECONCILE_TASK,
     VALIDATE_TASK,
+    WORKER_PROCESSES_ENV,
 )
 from ingest.reconcile import reconcile
 from ingest.services import open_catalog, open_store
@@ -63,10 +64,14 @@ def worker_scanner() -> Scanner:
     """This process's privacy scanner, loaded on first use (it holds two models)."""
     pid = os.getpid()
     if pid not in _scanners:
+        from models.runtime import cores_each
         from models.scan import PrivacyScanner
         from models.settings import DetectionSettings, ModelSettings
 
         settings = DetectionSettings()
+        if settings.threads == 0:  # share the cores with the worker's other pool processes
+            processes = int(os.environ.get(WORKER_PROCESSES_ENV, "1"))
+            settings = settings.model_copy(update={"threads": cores_each(processes)})
         _scanners[pid] = PrivacyScanner(
             *PrivacyScanner.load_detectors(settings, ModelSettings()), settings
         )

@@ -8,6 +8,7 @@ feed its model and decode what comes out.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -20,7 +21,7 @@ from models.boxes import Detections, non_max_suppression
 from models.errors import ModelError
 from models.graph import cut_at, make_dynamic, strip_initializer_inputs
 from models.registry import ModelSpec
-from models.runtime import create_session
+from models.runtime import SessionsByShape, sessions_for
 
 U8Image = NDArray[np.uint8]
 NMS_IOU = 0.4
@@ -30,13 +31,21 @@ LETTERBOX_GREY = 114
 class Detector(ABC):
     """Finds one kind of object (faces or plates) in an image."""
 
-    def __init__(self, spec: ModelSpec, session: ort.InferenceSession, variant: str = "") -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        session: ort.InferenceSession | SessionsByShape,
+        variant: str = "",
+    ) -> None:
         self.spec = spec
-        self.session = session
+        self.sessions = (
+            session if isinstance(session, SessionsByShape) else SessionsByShape(session)
+        )
+        self.session = self.sessions.first
         self.variant = variant  # "" for the published model, else "+<variant file name>"
         # The session's own input type decides: a prepared variant may be float32 where the
         # published model is float16.
-        input_type = session.get_inputs()[0].type if session is not None else ""
+        input_type = self.session.get_inputs()[0].type if self.session is not None else ""
         half = input_type == "tensor(float16)" or (not input_type and spec.input.dtype == "float16")
         self.dtype = np.float16 if half else np.float32
 
@@ -70,6 +79,15 @@ class Detector(ABC):
         )
         return np.asarray(padded, np.uint8)
 
+    def _run(
+        self, outputs: Sequence[str | None], tensor: NDArray[np.floating]
+    ) -> list[NDArray[np.floating]]:
+        session = self.sessions.get(tensor.shape)
+        found: list[NDArray[np.floating]] = session.run(
+            list(outputs), {self.spec.outputs.input: tensor}
+        )
+        return found
+
     def _tensor(self, image: U8Image) -> NDArray[np.floating]:
         pixels = (
             cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.spec.input.colour == "RGB" else image
@@ -89,8 +107,8 @@ class CenterFaceDetector(Detector):
         height, width = image.shape[:2]
         padded = self._pad_to_stride(image)
         names = self.spec.outputs
-        heatmap, scale, offset = self.session.run(
-            [names.heatmap, names.scale, names.offset], {names.input: self._tensor(padded)}
+        heatmap, scale, offset = self._run(
+            [names.heatmap, names.scale, names.offset], self._tensor(padded)
         )
         found = _decode_centerface(heatmap[0, 0], scale[0], offset[0], threshold, self.STRIDE)
         return non_max_suppression(found.clipped(width, height), NMS_IOU)
@@ -135,9 +153,7 @@ class YoloDetector(Detector):
 
     def _from_heads(self, image: U8Image, threshold: float) -> Detections:
         names = self.spec.outputs
-        heads = self.session.run(
-            list(names.heads), {names.input: self._tensor(self._pad_to_stride(image))}
-        )
+        heads = self._run(list(names.heads), self._tensor(self._pad_to_stride(image)))
         return Detections.concat(
             [
                 _decode_yolo_head(np.asarray(head[0], np.float32), stride, names.reg_max, threshold)
@@ -156,7 +172,7 @@ class YoloDetector(Detector):
         canvas = np.full((size_h, size_w, 3), LETTERBOX_GREY, np.uint8)
         canvas[: resized.shape[0], : resized.shape[1]] = resized  # top-left: no offsets to undo
         names = self.spec.outputs
-        (predictions,) = self.session.run([names.predictions], {names.input: self._tensor(canvas)})
+        (predictions,) = self._run([names.predictions], self._tensor(canvas))
         found = _decode_yolo(
             np.asarray(predictions[0], np.float32), threshold, names.mask_coefficients
         )
@@ -241,5 +257,5 @@ def load_detector(
         msg = f"model {spec.name} has family {spec.family!r}; supported: {', '.join(FAMILIES)}"
         raise ModelError(msg)
     graph = variant.read_bytes() if variant else runtime_graph(spec, weights)
-    session = create_session(graph, providers, threads=threads)
-    return FAMILIES[spec.family](spec, session, f"+{variant.stem}" if variant else "")
+    sessions = sessions_for(graph, providers, threads=threads)
+    return FAMILIES[spec.family](spec, sessions, f"+{variant.stem}" if variant else "")

@@ -58,6 +58,17 @@ def tiles(
     ]
 
 
+def strips(x0: int, y0: int, width: int, height: int, max_rows: int, overlap_px: int) -> list[View]:
+    """Full-width strips of at most `max_rows` covering a region, for a model that takes any size:
+    as few as `tiles` would cut, but of equal height, overlapping by `overlap_px` and no more (720
+    rows in strips of up to 640 are two of 440 rows, not two of 640 that are nearly the same)."""
+    if height <= max_rows:
+        return [View(x0, y0, width, height, 1.0)]
+    count = math.ceil((height - overlap_px) / (max_rows - overlap_px))
+    rows = min(max_rows, math.ceil((height + (count - 1) * overlap_px) / count))
+    return tiles(x0, y0, width, height, (width, rows), overlap_px)
+
+
 def _starts(origin: int, length: int, tile: int, overlap: int) -> list[int]:
     if length <= tile:
         return [origin]

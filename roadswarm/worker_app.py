@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
 
-from ingest.queues import create_celery_app
+from ingest.queues import create_celery_app, publish_pool_size
 from ingest.settings import QueueSettings
 from roadswarm.logs import mask_handlers
 
@@ -45,5 +45,6 @@ def _mask_worker_logs(logger: logging.Logger, **_: object) -> None:
     mask_handlers(logger)
 
 
+celeryd_init.connect(publish_pool_size, weak=False)
 after_setup_logger.connect(_mask_worker_logs, weak=False)
 after_setup_task_logger.connect(_mask_worker_logs, weak=False)

@@ -19,7 +19,7 @@ from edge.settings import PrivacySettings
 from models.boxes import Detections
 from models.detectors import Detector
 from models.registry import get_model
-from models.views import Band, band_rows, tiles
+from models.views import Band, band_rows, strips, tiles
 
 MAGENTA = (255, 0, 255)
 
@@ -77,6 +77,23 @@ def test_tiles_cover_the_region_with_the_overlap() -> None:
     assert covered[300:800].all() and not covered[:300].any() and not covered[800:].any()
     starts = sorted(v.x0 for v in views)
     assert all(b - a <= 640 - 160 for a, b in itertools.pairwise(starts))
+
+
+@pytest.mark.parametrize("rows", [448, 641, 720, 1080, 2160])
+def test_strips_are_as_few_and_as_short_as_the_overlap_allows(rows: int) -> None:
+    """Full-width strips cover every row, neighbours overlap by the overlap (not more: 720 rows
+    are two strips of 440, not of 640), and there are no more strips than tiles would cut."""
+    views = strips(0, 100, 1280, rows, 640, 160)
+    covered = np.zeros(rows + 200, bool)
+    for v in views:
+        assert (v.x0, v.width, v.scale) == (0, 1280, 1.0) and v.height <= 640
+        covered[v.y0 : v.y0 + v.height] = True
+    assert covered[100 : 100 + rows].all() and covered.sum() == rows
+    overlaps = [a.y0 + a.height - b.y0 for a, b in itertools.pairwise(views)]
+    assert all(160 <= o <= 161 for o in overlaps)
+    assert len(views) == len(tiles(0, 100, 1280, rows, (1280, 640), 160))
+    if rows == 720:
+        assert [v.height for v in views] == [440, 440]
 
 
 def test_band_follows_the_horizon_and_stays_in_the_frame() -> None:
