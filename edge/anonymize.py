@@ -17,7 +17,7 @@ from edge.blur import blur_regions, covered_fraction, expand
 from edge.settings import PrivacySettings
 from models.boxes import Detections
 from models.detectors import Detector
-from models.runtime import cores_each, usable_cores
+from models.runtime import usable_cores
 from models.scan import PrivacyScanner
 from models.settings import ModelSettings
 
@@ -69,8 +69,8 @@ class Anonymizer(PrivacyScanner):
         usable core by default), so unless threads are configured each detector call gets an
         equal share of the cores instead of all of them."""
         frames = (settings.parallel_frames or usable_cores()) if parallel else 1
-        if frames > 1 and settings.threads == 0:
-            settings = settings.model_copy(update={"threads": cores_each(frames)})
+        if frames > 1:
+            settings = settings.sharing_cores(frames)
         return cls(*cls.load_detectors(settings, model_settings), settings, frames)
 
     def anonymize(self, image: object, *, horizon: float | None = None) -> Anonymized | Unusable:

@@ -64,14 +64,12 @@ def worker_scanner() -> Scanner:
     """This process's privacy scanner, loaded on first use (it holds two models)."""
     pid = os.getpid()
     if pid not in _scanners:
-        from models.runtime import cores_each
         from models.scan import PrivacyScanner
         from models.settings import DetectionSettings, ModelSettings
 
-        settings = DetectionSettings()
-        if settings.threads == 0:  # share the cores with the worker's other pool processes
-            processes = int(os.environ.get(WORKER_PROCESSES_ENV, "1"))
-            settings = settings.model_copy(update={"threads": cores_each(processes)})
+        # The worker's other pool processes scan frames on the same cores.
+        processes = int(os.environ.get(WORKER_PROCESSES_ENV, "1"))
+        settings = DetectionSettings().sharing_cores(processes)
         _scanners[pid] = PrivacyScanner(
             *PrivacyScanner.load_detectors(settings, ModelSettings()), settings
         )

@@ -1,4 +1,5 @@
-"""onnxruntime sessions: the best execution provider available, or the one asked for."""
+"""onnxruntime sessions: on the CPU or the execution provider asked for, one per input shape on an
+accelerator, with threads shared among the processes (or frames) that share the cores."""
 
 from __future__ import annotations
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.runtime import cores_each
 
 
 def default_models_dir() -> Path:
@@ -58,3 +61,10 @@ class DetectionSettings(BaseSettings):
     plate_band_above_px: int = Field(default=96, ge=0)
     plate_band_below_px: int = Field(default=352, ge=0)
     merge_iou: float = 0.3
+
+    def sharing_cores(self, processes: int) -> Self:
+        """These settings for one of `processes` processes (or frames) run side by side: unless
+        threads are configured, each detector call gets an equal share of the cores."""
+        if self.threads:
+            return self
+        return self.model_copy(update={"threads": cores_each(processes)})
