@@ -20,10 +20,18 @@ class Smoothed:
 
 
 def clock(t: FloatArray) -> FloatArray | None:
-    """Strictly increasing seconds (repeated times nudged apart by 1 ms), or None without times."""
+    """Strictly increasing seconds since the first point (repeated times nudged apart by 1 ms),
+    or None without times.
+
+    The seconds are rounded to the microsecond, the resolution of the catalog's times: two POSIX
+    times near 1.8e9 s differ by their true gap plus up to ~2e-7 s of float error, and that error
+    depends on the absolute time. Rounded away, the same drive is smoothed to the same bits (and
+    builds byte-identical tiles) whenever it was recorded.
+    """
     if len(t) == 0 or np.isnan(t).any():
         return None
-    return np.asarray(t + 1e-3 * np.cumsum(np.diff(t, prepend=-np.inf) <= 0))
+    seconds = np.round(t - t[0], 6)
+    return np.asarray(seconds + 1e-3 * np.cumsum(np.diff(seconds, prepend=-np.inf) <= 0))
 
 
 def smooth_track(x: FloatArray, y: FloatArray, t: FloatArray, sigma_s: float) -> Smoothed:

@@ -42,8 +42,10 @@ def blend(samples: Sequence[TileSample], settings: BlendSettings | None = None) 
     if not ordered:
         return out
     newest = max(sample.time_s for sample in ordered)
+    # Ages rounded to the microsecond: the float error of subtracting POSIX times depends on the
+    # absolute time, and the same frames must blend to the same bytes whenever they were taken.
     weights = [
-        sample.weight * np.float32(np.exp(-(newest - sample.time_s) / s.recency_tau_s))
+        sample.weight * np.float32(np.exp(-round(newest - sample.time_s, 6) / s.recency_tau_s))
         for sample in ordered
     ]
     mean, seen = _accumulate(ordered, weights, s.min_weight)

@@ -132,3 +132,24 @@ def test_single_point_and_repeated_times() -> None:
     lon, lat = _track(np.arange(4) * 5.0, np.zeros(4))
     (seq,) = stitch(lon, lat, np.full(4, T0), frame=FRAME, options=SequenceOptions())
     assert len(seq.indices) == 4 and np.isfinite(seq.smooth_x_m).all()
+
+
+def test_the_same_drive_smooths_to_the_same_bits_whenever_it_was_recorded() -> None:
+    """Frame times in microseconds, shifted by whole microseconds: the smoothed track is equal bit
+    for bit (POSIX seconds near 1.8e9 carry float error that depends on the absolute time)."""
+    rng = np.random.default_rng(7)
+    x = np.cumsum(rng.uniform(3.0, 5.0, 60))
+    y = rng.normal(0.0, 0.3, 60)
+    lon, lat = _track(x, y)
+    steps_us = np.cumsum(rng.integers(350_000, 650_000, 60))
+    start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    tracks = []
+    for shift_us in rng.integers(0, 10**12, 12):
+        first = start + timedelta(microseconds=int(shift_us))
+        points = [
+            TrackPoint(float(lo), float(la), first + timedelta(microseconds=int(us)))
+            for lo, la, us in zip(lon, lat, steps_us, strict=True)
+        ]
+        (seq,) = stitch_points(points, frame=FRAME)
+        tracks.append(np.concatenate([seq.smooth_x_m, seq.smooth_y_m, seq.heading_deg]))
+    assert all(np.array_equal(track, tracks[0]) for track in tracks)
