@@ -67,9 +67,9 @@ class TileSettings(BaseSettings):
     max_offroad_m: float = Field(default=20.0, gt=0)
     # Tiles per side of the block one task builds (and of the blocks lower zooms are built in).
     block_tiles: int = Field(default=8, ge=1, le=64)
-    # A block's lease outlives any build of it (the task time limit): a dead builder's lease
-    # lapses then, and the block is built by the next task or `map tiles build`.
-    block_lease_s: float = Field(default=1800.0, gt=0)
+    # A block's lease term: renewed every third of it while the block is built, so a builder
+    # that died lets go within one term and the next task or `map tiles build` builds the block.
+    block_lease_s: float = Field(default=60.0, ge=3.0)
     # WebP at a fixed quality: 5 kB a tile at 90, 42 dB from the blended pixels (lossless is ten
     # times larger). The encoder is deterministic for fixed settings, so rebuilds are identical.
     webp_quality: int = Field(default=90, ge=0, le=100)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -21,6 +22,10 @@ from mapbuilder.tiles.mercator import TILE_PX, Tile, px_per_metre, tiles_coverin
 
 FloatImage = NDArray[np.float32]
 U8Image = NDArray[np.uint8]
+# How finely the ground is searched for the topmost image row it reaches (the far limit itself
+# is always searched, and that is where the topmost row lies), and the rows kept above it.
+_ROW_SEARCH_STEP_M = 0.25
+_ROW_MARGIN_PX = 3
 
 
 @dataclass(frozen=True)
@@ -88,12 +93,40 @@ class FrameProjector:
         ys = [cy - north * scale for _, north in corners]
         return min(xs), min(ys), max(xs), max(ys)
 
+    @cached_property
+    def first_ground_row(self) -> int:
+        """The topmost image row a sample can read: rows above it (sky, and ground beyond
+        `far_m`) never carry weight, so a frame can be decoded and kept from this row down.
+
+        The ground within reach is sampled every `_ROW_SEARCH_STEP_M` and projected as `sample`
+        projects it (distortion included); the margin covers what lies between samples and the
+        bilinear neighbour above."""
+        s, c = self.settings, self.calibration
+        forward = np.arange(s.near_m, s.far_m + _ROW_SEARCH_STEP_M, _ROW_SEARCH_STEP_M)
+        lateral = np.arange(
+            -s.half_width_m, s.half_width_m + _ROW_SEARCH_STEP_M, _ROW_SEARCH_STEP_M
+        )
+        ahead, side = np.meshgrid(np.minimum(forward, s.far_m), lateral)
+        # Facing north from the origin: east is the lateral offset, north is ahead.
+        u, v = self._image_coords(FramePose(0.0, 0.0, 0.0, 0.0), side, ahead)
+        inside = (u > -1.0) & (u < c.width_px) & (v > -1.0) & (v < c.height_px)
+        if not np.any(inside):
+            return 0
+        return max(0, math.floor(float(v[inside].min())) - _ROW_MARGIN_PX)
+
+    def ground_rows(self, frame: U8Image) -> U8Image:
+        """The rows of `frame` (a whole image of this camera) that samples can read, from
+        `first_ground_row` down, as a copy: what is worth keeping of a decoded frame."""
+        return np.ascontiguousarray(frame[self.first_ground_row :])
+
     def tiles(self, pose: FramePose) -> list[Tile]:
         """Tiles the frame's ground footprint (near..far ahead, half_width either side) touches."""
         return tiles_covering(*self.footprint_px(pose), self.settings.zoom)
 
     def sample(self, frame: U8Image, pose: FramePose, tile: Tile) -> TileSample | None:
         """The frame's pixels on `tile` with their weights; None when it contributes nothing.
+        `frame` is the camera's whole image or its bottom rows (as `ground_rows` keeps them):
+        rows are placed by counting from the bottom.
 
         Only the part of the tile inside the footprint's box is computed: most tiles a frame
         touches it touches at an edge."""
@@ -108,10 +141,13 @@ class FrameProjector:
         weight = self._weight(forward, lateral, u, v)
         if not np.any(weight > 0):
             return None
+        rows_above = self.calibration.height_px - frame.shape[0]
+        # Shifted in float32 by a whole number of rows: exact, so the bilinear weights, and the
+        # tile's bytes, are those of the whole image.
         image = cv2.remap(
             frame,
             u.astype(np.float32),
-            v.astype(np.float32),
+            v.astype(np.float32) - np.float32(rows_above),
             interpolation=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
         )

@@ -27,7 +27,7 @@ class FrameUnreadableError(MapError):
 def read_frame(
     store: ObjectStore, frame_id: str, object_key: str, *, grey: bool = False
 ) -> U8Image:
-    """The frame's pixels: BGR (OpenCV's order), or grey; `FrameUnreadableError` saying why not.
+    """The frame's pixels: RGB, or grey; `FrameUnreadableError` saying why not.
 
     Other store errors (an unreachable store) pass through: they are transient, and the task
     that met them is retried."""
@@ -48,7 +48,7 @@ def read_frame(
             "the frame's (damaged or replaced in the store since it was accepted)"
         )
         raise FrameUnreadableError(msg, "hash_mismatch")
-    flags = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
+    flags = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR_RGB
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         msg = f"frame {frame_id} cannot be read: its JPEG ({object_key}) does not decode"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 from sqlalchemy import select
@@ -145,7 +144,7 @@ def stitch_tiles(
 
 
 class _Pixels:
-    """The RGB pixels of a block's frames from the decoded-frame cache; None for a frame that
+    """The RGB ground rows of a block's frames from the decoded-frame cache; None for a frame that
     cannot be read (said once, and not tried again in this block)."""
 
     def __init__(
@@ -174,8 +173,9 @@ class _Pixels:
             return None
 
     def _rgb(self, frame: BlockFrame) -> U8Image:
-        bgr = read_frame(self.store, frame.frame_id, frame.object_key)
-        return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8)
+        # Only the rows the ground can reach are kept: about half a frame, so the cache holds
+        # twice the frames.
+        return frame.projector.ground_rows(read_frame(self.store, frame.frame_id, frame.object_key))
 
 
 def encode_webp(rgba: U8Image, *, quality: int, method: int, lossless: bool = False) -> bytes:

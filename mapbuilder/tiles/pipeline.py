@@ -38,7 +38,7 @@ from mapbuilder.tiles.dirty import (
 from mapbuilder.tiles.frames import FrameUnreadableError
 from mapbuilder.tiles.imagery import decode_rgba, encode_webp, frames_near, stitch_tiles
 from mapbuilder.tiles.layers import LayerSpec, layer
-from mapbuilder.tiles.leases import acquire, new_holder, release
+from mapbuilder.tiles.leases import LeaseKeeper, acquire, new_holder, release
 from mapbuilder.tiles.mercator import Tile
 from mapbuilder.tiles.pyramid import children_of, downsample
 from mapbuilder.tiles.store import check_layer_zoom
@@ -79,7 +79,10 @@ def build_block(
     if not acquire(ctx.catalog, spec.name, block, holder, utcnow(), ctx.settings.block_lease_s):
         return BlockReport(block, busy=True)
     try:
-        report, started = _build_leased(ctx, spec, block)
+        with LeaseKeeper(
+            ctx.catalog, spec.name, block, holder, ctx.settings.block_lease_s
+        ) as lease:
+            report, started = _build_leased(ctx, spec, block, lease)
     finally:
         release(ctx.catalog, spec.name, block, holder)
     with ctx.catalog.session() as session:
@@ -89,9 +92,10 @@ def build_block(
 
 
 def _build_leased(
-    ctx: TileContext, spec: LayerSpec, block: Block
+    ctx: TileContext, spec: LayerSpec, block: Block, lease: LeaseKeeper
 ) -> tuple[BlockReport, dict[Tile, int]]:
-    """The build itself, and the dirty counts it started from."""
+    """The build itself, and the dirty counts it started from; nothing is recorded, and
+    nothing more written, once the lease is lost (the report then says busy)."""
     started = time.perf_counter()
     n = ctx.settings.block_tiles
     with ctx.catalog.session() as session:
@@ -103,7 +107,9 @@ def _build_leased(
         images, frames = _stitched(ctx, dirty)
     else:
         images, corrupt = _from_children(ctx, spec, dirty)
-    built = _write(ctx, spec, dirty, images)
+    built = _write(ctx, spec, dirty, images, lease)
+    if built is None:
+        return BlockReport(block, busy=True), dirty
     now = utcnow()
     seconds = time.perf_counter() - started
     with ctx.catalog.session() as session:
@@ -240,11 +246,19 @@ def _built_children(
 
 
 def _write(
-    ctx: TileContext, spec: LayerSpec, dirty: dict[Tile, int], images: dict[Tile, _Image]
-) -> list[BuiltTile]:
-    """Write (or remove) each built tile in the store; what to record in the catalog."""
+    ctx: TileContext,
+    spec: LayerSpec,
+    dirty: dict[Tile, int],
+    images: dict[Tile, _Image],
+    lease: LeaseKeeper,
+) -> list[BuiltTile] | None:
+    """Write (or remove) each built tile in the store; what to record in the catalog. None once
+    the lease is lost: the tiles stay dirty for the block's next builder, whose writes are the
+    newer."""
     built = []
     for tile in sorted(images):
+        if lease.lost:
+            return None
         pixels, frames = images[tile]
         if pixels is None:
             ctx.tiles.delete(spec.name, tile)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from ingest.catalog import utcnow
 from ingest.db import Catalog
 from ingest.storage import LocalObjectStore
 from mapbuilder.errors import TileOutOfRangeError, UnknownLayer
+from mapbuilder.settings import TileSettings
+from mapbuilder.tiles import pipeline
 from mapbuilder.tiles.catalog import TileRow
 from mapbuilder.tiles.context import TileContext
 from mapbuilder.tiles.dirty import (
@@ -25,7 +28,7 @@ from mapbuilder.tiles.dirty import (
     mark_dirty,
     record_built,
 )
-from mapbuilder.tiles.leases import acquire, release
+from mapbuilder.tiles.leases import LeaseKeeper, acquire, release
 from mapbuilder.tiles.pipeline import build_block, stale_blocks
 from mapbuilder.tiles.pyramid import children_of, downsample
 
@@ -111,6 +114,51 @@ def test_one_builder_holds_a_block_until_it_lets_go_or_lapses(catalog: Catalog) 
     assert not acquire(catalog, "imagery", block, "c", now + timedelta(seconds=62), 60.0)
     release(catalog, "imagery", block, "b")
     assert acquire(catalog, "imagery", block, "c", now, 60.0)
+
+
+def test_a_lease_is_kept_while_its_block_is_built_and_lapses_one_term_after(
+    catalog: Catalog,
+) -> None:
+    """A builder working for many terms keeps its block; once it stops (as a dead one does),
+    the lease is free to the next builder one term later, not at the end of a long limit."""
+    block, term_s = (21, 5, 7), 1.5
+    assert acquire(catalog, "imagery", block, "a", utcnow(), term_s)
+    with LeaseKeeper(catalog, "imagery", block, "a", term_s) as lease:
+        time.sleep(2.5 * term_s)
+        assert not acquire(catalog, "imagery", block, "b", utcnow(), term_s)
+        assert not lease.lost
+    stopped = utcnow()
+    assert not acquire(catalog, "imagery", block, "b", stopped, term_s)
+    assert acquire(catalog, "imagery", block, "b", stopped + timedelta(seconds=term_s), term_s)
+
+
+def test_a_build_that_lost_its_lease_writes_and_records_nothing(
+    sqlite_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A builder stalled past its term, whose block another builder then took, leaves the
+    block's tiles to that builder: it writes none, and they stay dirty."""
+    settings = TileSettings(block_lease_s=3.0)
+    ctx = TileContext(sqlite_catalog, LocalObjectStore(tmp_path / "store"), settings=settings)
+    block = block_of(TILE, 8)
+    with sqlite_catalog.session() as session:
+        mark_dirty(session, "imagery", [TILE], utcnow())
+    stitch = pipeline._stitched
+
+    def stalled(*args: object) -> object:
+        # The term ran out meanwhile and another builder took the block; the keeper's next
+        # renewal (every second) finds it.
+        later = utcnow() + timedelta(seconds=settings.block_lease_s)
+        assert acquire(sqlite_catalog, "imagery", block, "other", later, 60.0)
+        time.sleep(2.0)
+        return stitch(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_stitched", stalled)
+    report = build_block(ctx, "imagery", block)
+    assert (report.busy, report.removed, report.written) == (True, 0, 0)
+    with sqlite_catalog.session() as session:
+        assert list(dirty_tiles(session, "imagery", block, 8)) == [TILE]
+    # The other builder still holds it: the stalled one's release let nothing go.
+    assert not acquire(sqlite_catalog, "imagery", block, "third", utcnow(), 60.0)
 
 
 def test_a_leased_block_is_left_and_a_stale_one_is_found(

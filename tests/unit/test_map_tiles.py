@@ -196,3 +196,51 @@ def test_a_devices_calibration_projects_like_the_simulators() -> None:
     assert compared > 3
     with pytest.raises(CalibrationError, match="camera_matrix"):
         PinholeCamera.from_calibration({**calibration, "camera_matrix": [[1.0, 0.0]]})
+
+
+@pytest.mark.parametrize(
+    "camera",
+    [
+        CAMERA,
+        Calibration(width_px=960, height_px=540, pitch_deg=15.0, roll_deg=4.0),
+        Calibration(width_px=960, height_px=540, pitch_deg=-3.0, roll_deg=-5.0, mount_height_m=2.5),
+        Calibration(
+            width_px=960,
+            height_px=540,
+            horizontal_fov_deg=120.0,
+            distortion=(-0.25, 0.08, 0.001, -0.001, -0.01),
+        ),
+    ],
+    ids=["level", "pitched-down-rolled", "high-rolled-up", "wide-distorted"],
+)
+def test_a_frame_kept_from_its_first_ground_row_samples_as_the_whole_frame(
+    camera: Calibration,
+) -> None:
+    """Every weighted pixel of every tile a frame sees is the same from the rows the projector
+    keeps as from the whole frame (noise, so any misplaced row would show)."""
+    projector = FrameProjector(camera)
+    frame = np.random.default_rng(7).integers(0, 256, (540, 960, 3), dtype=np.uint8)
+    kept = projector.ground_rows(frame)
+    assert kept.shape[0] == camera.height_px - projector.first_ground_row
+    compared = 0
+    for heading in (0.0, 37.0, 200.0):
+        pose = FramePose(LON, LAT, heading, 0.0)
+        for tile in projector.tiles(pose):
+            whole, part = projector.sample(frame, pose, tile), projector.sample(kept, pose, tile)
+            if whole is None or part is None:
+                assert whole is None and part is None
+                continue
+            assert np.array_equal(whole.weight, part.weight)
+            seen = whole.weight > 0
+            assert np.array_equal(whole.image[seen], part.image[seen])
+            compared += 1
+    assert compared > 10
+
+
+def test_the_sky_above_the_farthest_ground_is_not_kept() -> None:
+    """A dashcam pitched down by 6 degrees sees its farthest ground (25 m) just below the
+    horizon: the rows above, over 40 % of the frame, are not kept."""
+    projector = FrameProjector(CAMERA)
+    horizon = CAMERA.height_px / 2 - CAMERA.focal_px * math.tan(math.radians(CAMERA.pitch_deg))
+    assert horizon < projector.first_ground_row < horizon + 40
+    assert projector.first_ground_row > 0.4 * CAMERA.height_px
