@@ -284,15 +284,6 @@ def package_keyframe(
     return Packaged(record, data)
 
 
-def spool_keyframe(
-    taken: Taken, anonymizer: Anonymizer, spool: Spool, *, horizon: float | None
-) -> bool | str:
-    """Anonymize, package and spool one keyframe: True if added, False if the spool had it, or
-    why the privacy stage could not check it (then nothing is written)."""
-    packaged = package_keyframe(taken, anonymizer, horizon=horizon)
-    return packaged if isinstance(packaged, str) else spool.add(packaged.record, packaged.data)
-
-
 def _spool_outcome(
     report: ProcessReport, spool: Spool, taken: Taken, outcome: Packaged | str
 ) -> None:

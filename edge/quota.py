@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,19 +36,19 @@ class Quota:
 
 
 class InFlight:
-    """The raw candidate the privacy stage is working on: never evicted under its feet."""
+    """The raw candidates the privacy stage is working on: never evicted under its feet."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._id: int | None = None
+        self._ids: frozenset[int] = frozenset()
 
-    def set(self, candidate_id: int | None) -> None:
+    def set(self, candidate_ids: Iterable[int]) -> None:
         with self._lock:
-            self._id = candidate_id
+            self._ids = frozenset(candidate_ids)
 
-    def get(self) -> int | None:
+    def get(self) -> frozenset[int]:
         with self._lock:
-            return self._id
+            return self._ids
 
 
 class SpaceKeeper:

@@ -19,6 +19,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -235,25 +236,33 @@ class RawSpool(Spool):
             raise
         return row_id
 
-    def next_ready(self, *, skip: int | None = None) -> RawCandidate | None:
-        """The oldest queued candidate that can no longer fall into its trip's trimmed end."""
-        row = self._db.execute(
+    def next_ready(self, *, skip: Collection[int] = ()) -> RawCandidate | None:
+        """The oldest queued candidate, not in `skip`, that can no longer fall into its trip's
+        trimmed end."""
+        ready = self.ready(1, skip=skip)
+        return ready[0] if ready else None
+
+    def ready(self, limit: int, *, skip: Collection[int] = ()) -> list[RawCandidate]:
+        """Up to `limit` of the oldest queued candidates, not in `skip`, that can no longer fall
+        into their trip's trimmed end, oldest first."""
+        rows = self._db.execute(
             "SELECT c.id, c.sequence_id, c.position, c.source_frame, c.travelled_m,"
             " c.capture_time, c.pose, c.size_bytes FROM raw_candidates c"
-            " JOIN raw_trips t USING (sequence_id) WHERE c.state = 'queued' AND c.id != ?"
+            f" JOIN raw_trips t USING (sequence_id) WHERE c.state = 'queued' AND {_not_in(skip)}"
             " AND (t.state = 'ended' OR c.travelled_m <= t.travelled_m - t.trim_m)"
-            " ORDER BY c.id LIMIT 1",
-            (-1 if skip is None else skip,),
-        ).fetchone()
-        return None if row is None else _candidate(row)
+            " ORDER BY c.id LIMIT ?",
+            (*skip, limit),
+        ).fetchall()
+        return [_candidate(row) for row in rows]
 
-    def oldest_queued(self, *, skip: int | None = None) -> RawCandidate | None:
-        """The oldest queued candidate, ready or not (the first to go when room is needed)."""
+    def oldest_queued(self, *, skip: Collection[int] = ()) -> RawCandidate | None:
+        """The oldest queued candidate not in `skip`, ready or not (the first to go when room is
+        needed)."""
         row = self._db.execute(
             "SELECT id, sequence_id, position, source_frame, travelled_m, capture_time, pose,"
-            " size_bytes FROM raw_candidates WHERE state = 'queued' AND id != ?"
+            f" size_bytes FROM raw_candidates c WHERE state = 'queued' AND {_not_in(skip)}"
             " ORDER BY id LIMIT 1",
-            (-1 if skip is None else skip,),
+            tuple(skip),
         ).fetchone()
         return None if row is None else _candidate(row)
 
@@ -336,3 +345,8 @@ def write_durably(path: Path, data: bytes) -> None:
             hint if exc.errno == errno.ENOSPC else "check the folder's permissions"
         )
         raise SpoolError(msg) from exc
+
+
+def _not_in(ids: Collection[int]) -> str:
+    """SQL that keeps candidates (alias c) whose id is not among `ids`, one parameter each."""
+    return f"c.id NOT IN ({', '.join('?' * len(ids))})" if ids else "1"

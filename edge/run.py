@@ -183,9 +183,7 @@ def _supervise(
         if shared.capture_done.is_set():
             if not options.until_drained:
                 return "capture ended"
-            if spool.next_ready(skip=shared.in_flight.get()) is None and (
-                shared.in_flight.get() is None
-            ):
+            if spool.next_ready(skip=shared.in_flight.get()) is None and not shared.in_flight.get():
                 return "drained"
     return "stopped"
 
@@ -215,7 +213,7 @@ def _privacy(inputs: LiveInputs, shared: _Shared, report: RunReport) -> None:
         report.privacy = drainer.report
         while not shared.halt.is_set():
             started = time.perf_counter()
-            if drainer.drain_one():
+            if drainer.drain_some():
                 drainer.report.anonymize_s += time.perf_counter() - started
                 continue
             shared.halt.wait(RETRY_WRITE_S if drainer.report.write_failures else IDLE_S)

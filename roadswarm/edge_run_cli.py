@@ -242,7 +242,8 @@ def run_command(**given: Any) -> None:
     as_json = given.pop("as_json")
     identity_dir = given["identity_dir"] or settings.identity_dir
     options = run_options(given, settings)
-    anonymizer = Anonymizer.load(PrivacySettings(), ModelSettings())
+    # One keyframe per usable core at once, as `edge process` does (see `edge.drain`).
+    anonymizer = Anonymizer.load(PrivacySettings(), ModelSettings(), parallel=True)
     api_url = settings.api_url if given["api_url"] is None else given["api_url"]
     client = upload_client(api_url, identity_dir, settings) if api_url else None
     feed = open_feed(sources, settings)

@@ -94,7 +94,7 @@ def test_candidates_wait_until_they_cannot_be_in_the_trimmed_trip_end(
     spool.advance_trip(TRIP, 70.0)
     ready = spool.next_ready()
     assert ready is not None and ready.id == near and ready.pose == POSE
-    assert spool.next_ready(skip=near) is None
+    assert spool.next_ready(skip={near}) is None
     assert spool.raw_counts()["held_for_trip_end"] == 1
     assert spool.end_trip(TRIP, 100.0) == 1
     assert not (spool.raw_dir / f"{far}.bin").exists()
@@ -220,17 +220,65 @@ def test_the_privacy_stage_fails_closed_and_waits_out_a_full_disk(
     (spool.raw_dir / f"{damaged}.bin").write_bytes(os.urandom(500))
     spool.end_trip(TRIP, 100.0)
     drainer = Drainer(spool, cipher, anonymizer)
-    assert drainer.drain_one()
+    assert drainer.drain_some()
     assert list(drainer.report.dropped) == [
         "the raw frame failed its integrity check (damaged, or sealed under another key)"
     ]
     monkeypatch.setattr(edge.spool, "os", FullDisk())
-    assert not drainer.drain_one()
+    assert not drainer.drain_some()
     assert drainer.report.write_failures == 1 and spool.raw_counts()["queued"] == 1
     assert "No space left" in str(spool.status()["last_error"])
     monkeypatch.undo()
-    assert drainer.drain_one() and drainer.report.keyframes == 1
+    assert drainer.drain_some() and drainer.report.keyframes == 1
     (record,) = spool.records()
     assert (record.sequence_id, record.index, record.source_frame) == (TRIP, 1, 10)
     assert record.travelled_m == 14.0 and not (spool.raw_dir / f"{good}.bin").exists()
     assert spool.raw_counts()["done"] == 1 and spool.raw_counts()["dropped"] == 1
+
+
+def _drained(folder: Path, cipher: RawCipher, anonymizer: Anonymizer) -> tuple[list[Any], int]:
+    """Queue seven candidates (the third damaged), drain them all: each keyframe's record and
+    bytes in spool order, and how many passes it took."""
+    with LiveSpool(folder) as spool:
+        spool.open_trip(TRIP, 50.0, None)
+        ids = [queue(spool, cipher, k, 10.0 + 4 * k) for k in range(7)]
+        (spool.raw_dir / f"{ids[2]}.bin").write_bytes(os.urandom(500))
+        spool.end_trip(TRIP, 100.0)
+        drainer = Drainer(spool, cipher, anonymizer)
+        passes = 0
+        while drainer.drain_some():
+            passes += 1
+        assert spool.raw_counts()["done"] == 6 and spool.raw_counts()["dropped"] == 1
+        return [(r, spool.keyframe_bytes(r.frame_id)) for r in spool.records()], passes
+
+
+def test_the_privacy_stage_anonymizes_a_few_at_once_into_the_spool_one_at_a_time_makes(
+    tmp_path: Path, cipher: RawCipher, anonymizer: Anonymizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three candidates anonymized at once give the spool one at a time gives (the same records,
+    order and bytes); a keyframe the disk refuses mid-batch stays queued with those after it,
+    and the ones before are spooled."""
+    parallel = Anonymizer(anonymizer.face, anonymizer.plate, anonymizer.settings, 3)
+    one, one_passes = _drained(tmp_path / "one", cipher, anonymizer)
+    three, three_passes = _drained(tmp_path / "three", cipher, parallel)
+    assert len(one) == 6 and one == three
+    assert (one_passes, three_passes) == (7, 3)
+    with LiveSpool(tmp_path / "full") as spool:
+        spool.open_trip(TRIP, 50.0, None)
+        for k in range(3):
+            queue(spool, cipher, k, 10.0 + 4 * k)
+        spool.end_trip(TRIP, 100.0)
+        add = spool.add
+
+        def second_fails(*args: Any) -> bool:
+            if spool.records():
+                raise SpoolError("No space left on device")
+            return add(*args)
+
+        monkeypatch.setattr(spool, "add", second_fails)
+        drainer = Drainer(spool, cipher, parallel)
+        assert not drainer.drain_some()
+        assert (spool.raw_counts()["done"], spool.raw_counts()["queued"]) == (1, 2)
+        monkeypatch.undo()
+        assert drainer.drain_some() and [r.source_frame for r in spool.records()] == [0, 10, 20]
+        assert spool.raw_counts()["done"] == 3
