@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime, timedelta
 from types import TracebackType
 
-from sqlalchemy import delete, update
+from sqlalchemy import ColumnElement, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -71,17 +71,8 @@ def acquire(
 
 def release(catalog: Catalog, layer_name: str, block: Block, holder: str) -> None:
     """Drop the lease if this builder still holds it."""
-    z, bx, by = block
     with catalog.session() as session:
-        session.execute(
-            delete(BlockLease).where(
-                BlockLease.layer == layer_name,
-                BlockLease.z == z,
-                BlockLease.bx == bx,
-                BlockLease.by == by,
-                BlockLease.holder == holder,
-            )
-        )
+        session.execute(delete(BlockLease).where(*_held_by(layer_name, block, holder)))
 
 
 def renew(
@@ -89,21 +80,26 @@ def renew(
 ) -> bool:
     """Extend `holder`'s lease to `now` + `ttl_s`; False when `holder` no longer holds it (it
     lapsed and another builder took it)."""
-    z, bx, by = block
     with catalog.session() as session:
         renewed = session.execute(
             update(BlockLease)
-            .where(
-                BlockLease.layer == layer_name,
-                BlockLease.z == z,
-                BlockLease.bx == bx,
-                BlockLease.by == by,
-                BlockLease.holder == holder,
-            )
+            .where(*_held_by(layer_name, block, holder))
             .values(expires_at=now + timedelta(seconds=ttl_s))
             .returning(BlockLease.holder)
         )
         return renewed.first() is not None
+
+
+def _held_by(layer_name: str, block: Block, holder: str) -> tuple[ColumnElement[bool], ...]:
+    """The conditions for the lease row of `block` held by `holder`."""
+    z, bx, by = block
+    return (
+        BlockLease.layer == layer_name,
+        BlockLease.z == z,
+        BlockLease.bx == bx,
+        BlockLease.by == by,
+        BlockLease.holder == holder,
+    )
 
 
 class LeaseKeeper:
