@@ -8,6 +8,9 @@
 2. Each run marks every z21 tile dirty and hands the dirty blocks to a pool of N processes, one
    block at a time (as Celery workers with prefetch 1 take them), each running the task's plain
    function `build_block` (read frames, stitch, encode WebP, write the store, record the catalog).
+   Two processes share decoded frames in a folder under /dev/shm, as a worker's pool does
+   (`mapbuilder.tile_tasks.share_decoded_frames`; `--no-share`: each decodes its own); one
+   process has nothing to share with, as a worker of concurrency 1 shares nothing.
    The anchor is the same blocks built by one process, in the same run.
 3. Frames per second = keyframes / wall seconds of the run (pool start-up excluded), per process
    = that / N; the 1 -> 2 ratio is the scaling. Median of `--repeats` runs of each. Each process
@@ -18,7 +21,7 @@ Targets (issue 7): >= 20 frames/s stitched per core at z21; 1 -> 2 processes >= 
 a quiet machine: other load on the cores shows up directly in both figures.
 
     python -m bench.bench_tiles_scaling [--minutes 1] [--resolution 1920x1080] [--repeats 3]
-        [--osm FILE] [--workdir DIR] [--json-out FILE]
+        [--osm FILE] [--workdir DIR] [--json-out FILE] [--no-share]
 """
 
 from __future__ import annotations
@@ -40,10 +43,13 @@ from bench._common import verdict
 from bench.bench_tiles import prepare
 from ingest.db import Catalog
 from ingest.storage import LocalObjectStore
+from mapbuilder.settings import TileSettings
+from mapbuilder.tile_tasks import SHARED_FRAMES_ROOT
 from mapbuilder.tiles.context import IMAGERY, TileContext
 from mapbuilder.tiles.dirty import Block, dirty_blocks
 from mapbuilder.tiles.pipeline import build_block
 from mapbuilder.tiles.posing import mark_everything
+from mapbuilder.tiles.shared_frames import remove_folder, worker_folder
 from tests.tile_helpers import keyframes, pose_drive
 
 FPS_TARGET = 20.0
@@ -67,13 +73,17 @@ def seed(workdir: Path, args: argparse.Namespace) -> tuple[str, Path, int]:
     return url, store_dir, update.posed
 
 
-def _open(url: str, store_dir: str) -> None:
-    """Pool initializer: this process's catalog and store, as a worker opens them after fork."""
+def _open(url: str, store_dir: str, shared_dir: str | None) -> None:
+    """Pool initializer: this process's catalog and store, as a worker opens them after fork,
+    and the folder its pool shares decoded frames in (None: a worker of one process has none)."""
     global _worker  # one context per pool process, as each Celery worker process has
     # One thread per process, as under a worker whose concurrency is the number of cores.
     cv2.setNumThreads(1)
+    shared = Path(shared_dir) if shared_dir else None
     _worker = TileContext(
-        Catalog.connect(url, migrate_schema=False), LocalObjectStore(Path(store_dir))
+        Catalog.connect(url, migrate_schema=False),
+        LocalObjectStore(Path(store_dir)),
+        settings=TileSettings(shared_frames_dir=shared),
     )
 
 
@@ -85,9 +95,12 @@ def _build(block: Block) -> tuple[int, float]:
     return written, time.process_time() - started
 
 
-def timed_run(url: str, store_dir: Path, processes: int) -> tuple[float, float, int]:
-    """Mark every z21 tile dirty and build the blocks with `processes` workers: wall seconds,
-    CPU seconds of the builds, and tiles written."""
+def timed_run(
+    url: str, store_dir: Path, processes: int, *, share: bool = True
+) -> tuple[float, float, int]:
+    """Mark every z21 tile dirty and build the blocks with `processes` workers (sharing decoded
+    frames when more than one, unless not to `share`): wall seconds, CPU seconds of the builds,
+    and tiles written."""
     catalog = Catalog.connect(url, migrate_schema=False)
     try:
         ctx = TileContext(catalog, LocalObjectStore(store_dir))
@@ -99,11 +112,18 @@ def timed_run(url: str, store_dir: Path, processes: int) -> tuple[float, float, 
     # Spawned, not forked: this process has threads (tqdm's monitor, OpenCV's and onnxruntime's
     # pools), and a child forked while one of them held a lock hangs in its initializer.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(processes, initializer=_open, initargs=(url, str(store_dir))) as pool:
-        pool.map(abs, range(processes))  # every process started and initialised
-        started = time.perf_counter()
-        results = list(pool.imap_unordered(_build, blocks, chunksize=1))
-        seconds = time.perf_counter() - started
+    # As `share_decoded_frames` does for a worker of two processes or more: a fresh folder.
+    shared = worker_folder(SHARED_FRAMES_ROOT, os.getpid()) if processes > 1 and share else None
+    initargs = (url, str(store_dir), str(shared) if shared else None)
+    try:
+        with context.Pool(processes, initializer=_open, initargs=initargs) as pool:
+            pool.map(abs, range(processes))  # every process started and initialised
+            started = time.perf_counter()
+            results = list(pool.imap_unordered(_build, blocks, chunksize=1))
+            seconds = time.perf_counter() - started
+    finally:
+        if shared:
+            remove_folder(shared)
     return seconds, sum(cpu for _, cpu in results), sum(written for written, _ in results)
 
 
@@ -115,7 +135,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     tiles = 0
     for _ in range(args.repeats):
         for processes in (1, 2):
-            spent, cpu_s, tiles = timed_run(url, store_dir, processes)
+            spent, cpu_s, tiles = timed_run(url, store_dir, processes, share=not args.no_share)
             seconds[processes].append(spent)
             cpu[processes].append(cpu_s)
     fps = {n: frames / statistics.median(s) for n, s in seconds.items()}
@@ -144,6 +164,9 @@ def main() -> None:
     parser.add_argument("--osm", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument(
+        "--no-share", action="store_true", help="2 processes decode their own frames"
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-tiles-scaling-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,10 @@ class TileSettings(BaseSettings):
     max_offroad_m: float = Field(default=20.0, gt=0)
     # Tiles per side of the block one task builds (and of the blocks lower zooms are built in).
     block_tiles: int = Field(default=8, ge=1, le=64)
+    # Decoded frames shared by a worker's pool processes (see `tiles.shared_frames`): the folder
+    # (the worker makes one under /dev/shm when it forks two processes or more) and its bound.
+    shared_frames_dir: Path | None = None
+    shared_frames_mb: int = Field(default=512, ge=0)
     # A block's lease term: renewed every third of it while the block is built, so a builder
     # that died lets go within one term and the next task or `map tiles build` builds the block.
     block_lease_s: float = Field(default=60.0, ge=3.0)

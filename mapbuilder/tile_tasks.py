@@ -10,8 +10,10 @@ a lease (one builder at a time); marks that arrive during a build queue the bloc
 
 from __future__ import annotations
 
+import atexit
 import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import current_app, current_task, shared_task
@@ -30,12 +32,14 @@ from ingest.settings import QueueSettings
 from ingest.tasks import RETRY, worker_context
 from mapbuilder.layers.marking import LAYER_NAMES
 from mapbuilder.match_stage import unmatched_sequences
+from mapbuilder.settings import TileSettings
 from mapbuilder.tiles.context import IMAGERY, TileContext
 from mapbuilder.tiles.dirty import Block, stale_tiles
 from mapbuilder.tiles.layers import EAGER_MIN_ZOOM
 from mapbuilder.tiles.leases import task_holder
 from mapbuilder.tiles.pipeline import build_block, next_block, stale_blocks
 from mapbuilder.tiles.posing import pending_sequences, update_poses
+from mapbuilder.tiles.shared_frames import remove_folder, worker_folder
 
 _contexts: dict[int, TileContext] = {}
 MATCH_KEYS_PER_TASK = 50
@@ -48,6 +52,32 @@ def worker_tiles() -> TileContext:
         ingest = worker_context()
         _contexts[pid] = TileContext(ingest.catalog, ingest.store)
     return _contexts[pid]
+
+
+SHARED_FRAMES_ENV = "ROADSWARM_TILES_SHARED_FRAMES_DIR"
+SHARED_FRAMES_ROOT = Path("/dev/shm")
+
+
+def share_decoded_frames(options: dict[str, Any] | None = None, **_: object) -> None:
+    """Give a worker's pool processes a folder to share decoded frames in (Celery's
+    `celeryd_init`: they are forked after it and inherit the setting); removed when the worker
+    exits. Not for a single process, nor where the settings turn it off or name a folder."""
+    concurrency = (options or {}).get("concurrency") or os.cpu_count() or 1
+    settings = TileSettings()
+    if concurrency < 2 or settings.shared_frames_mb == 0 or settings.shared_frames_dir:
+        return
+    if not SHARED_FRAMES_ROOT.is_dir():
+        return  # no RAM-backed folder here (not Linux): each process decodes its own
+    owner = os.getpid()
+    folder = worker_folder(SHARED_FRAMES_ROOT, owner)
+    os.environ[SHARED_FRAMES_ENV] = str(folder)
+    atexit.register(_remove_if_owner, folder, owner)
+
+
+def _remove_if_owner(folder: Path, owner: int) -> None:
+    # Only the worker that made it: a forked child that ran its exit handlers must not.
+    if os.getpid() == owner:
+        remove_folder(folder)
 
 
 def send_block(layer_name: str, block: Block) -> None:

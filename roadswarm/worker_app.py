@@ -14,6 +14,7 @@ from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_
 
 from ingest.queues import create_celery_app, publish_pool_size
 from ingest.settings import QueueSettings
+from mapbuilder.tile_tasks import share_decoded_frames
 from roadswarm.logs import mask_handlers
 
 TASK_MODULES: tuple[str, ...] = (
@@ -46,5 +47,6 @@ def _mask_worker_logs(logger: logging.Logger, **_: object) -> None:
 
 
 celeryd_init.connect(publish_pool_size, weak=False)
+celeryd_init.connect(share_decoded_frames, weak=False)
 after_setup_logger.connect(_mask_worker_logs, weak=False)
 after_setup_task_logger.connect(_mask_worker_logs, weak=False)

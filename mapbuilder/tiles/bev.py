@@ -116,8 +116,11 @@ class FrameProjector:
 
     def ground_rows(self, frame: U8Image) -> U8Image:
         """The rows of `frame` (a whole image of this camera) that samples can read, from
-        `first_ground_row` down, as a copy: what is worth keeping of a decoded frame."""
-        return np.ascontiguousarray(frame[self.first_ground_row :])
+        `first_ground_row` down, as a copy: what is worth keeping of a decoded frame.
+
+        A copy, not a view (a slice of whole rows is already contiguous): a view would keep the
+        whole decoded frame alive behind the cache's count of half of it."""
+        return frame[self.first_ground_row :].copy()
 
     def tiles(self, pose: FramePose) -> list[Tile]:
         """Tiles the frame's ground footprint (near..far ahead, half_width either side) touches."""

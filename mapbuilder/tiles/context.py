@@ -11,6 +11,7 @@ from mapbuilder.settings import TileSettings
 from mapbuilder.tiles.bev import BevSettings
 from mapbuilder.tiles.frames import DecodedFrames
 from mapbuilder.tiles.layers import layer
+from mapbuilder.tiles.shared_frames import SharedFrames
 from mapbuilder.tiles.store import TileStore
 
 IMAGERY = "imagery"
@@ -30,11 +31,15 @@ class TileContext:
     decoded: DecodedFrames = field(default_factory=DecodedFrames, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        """Frames are projected at the zoom the imagery layer is built at, and no other."""
+        """Frames are projected at the zoom the imagery layer is built at, and no other; decoded
+        frames are shared with the worker's other processes when the settings name a folder."""
         top = layer(IMAGERY).max_zoom
         if self.bev.zoom != top:
             msg = f"imagery is stitched at zoom {top}, not {self.bev.zoom}: leave BevSettings.zoom"
             raise MapError(msg)
+        folder, megabytes = self.settings.shared_frames_dir, self.settings.shared_frames_mb
+        if self.decoded.shared is None and folder is not None and megabytes > 0:
+            self.decoded.shared = SharedFrames(folder, megabytes * 1024 * 1024)
 
     @property
     def tiles(self) -> TileStore:

@@ -13,6 +13,7 @@ from ingest.errors import ObjectCorruptError, ObjectNotFoundError
 from ingest.storage import ObjectStore
 from mapbuilder.errors import MapError
 from mapbuilder.tiles.bev import U8Image
+from mapbuilder.tiles.shared_frames import SharedFrames
 
 
 class FrameUnreadableError(MapError):
@@ -56,17 +57,22 @@ def read_frame(
     return np.asarray(image, np.uint8)
 
 
-# Decoded frames kept by a tile builder: a 1080p RGB frame is 6 MB. Frames near a block's edge
-# are needed again by the next block; one worker process keeps them across the blocks it builds.
+# Decoded frames kept by a tile builder: a 1080p RGB frame is 6 MB (about half of it kept). Frames
+# near a block's edge are needed again by the next block; one worker process keeps them across
+# the blocks it builds.
 CACHE_BYTES = 320 * 1024 * 1024
 
 
 class DecodedFrames:
     """Decoded frames by key (a frame's bytes never change: its id is their sha256), least
-    recently used dropped first once they hold more than `budget_bytes` (the newest is kept)."""
+    recently used dropped first once they hold more than `budget_bytes` (the newest is kept).
 
-    def __init__(self, budget_bytes: int = CACHE_BYTES) -> None:
+    With `shared`, a frame this process does not hold is first looked for there (another pool
+    process may have decoded it), and one it decodes is put there for the others."""
+
+    def __init__(self, budget_bytes: int = CACHE_BYTES, shared: SharedFrames | None = None) -> None:
         self.budget_bytes = budget_bytes
+        self.shared = shared
         self._pixels: OrderedDict[str, U8Image] = OrderedDict()
         self._bytes = 0
 
@@ -75,10 +81,17 @@ class DecodedFrames:
         if key in self._pixels:
             self._pixels.move_to_end(key)
             return self._pixels[key]
-        pixels = np.ascontiguousarray(load())
+        pixels = self._from_shared(key)
+        if pixels is None:
+            pixels = np.ascontiguousarray(load())
+            if self.shared is not None:
+                self.shared.put(key, pixels)
         self._pixels[key] = pixels
         self._bytes += pixels.nbytes
         while self._bytes > self.budget_bytes and len(self._pixels) > 1:
             _, dropped = self._pixels.popitem(last=False)
             self._bytes -= dropped.nbytes
         return pixels
+
+    def _from_shared(self, key: str) -> U8Image | None:
+        return None if self.shared is None else self.shared.get(key)

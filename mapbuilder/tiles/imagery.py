@@ -164,7 +164,7 @@ class _Pixels:
         if frame.frame_id in self.unreadable:
             return None
         try:
-            return self.decoded.get(frame.object_key, partial(self._rgb, frame))
+            return self.decoded.get(_pixels_key(frame), partial(self._rgb, frame))
         except FrameUnreadableError as exc:
             # An accepted frame whose object is gone or damaged: the tile is built without it,
             # and the builder quarantines it.
@@ -176,6 +176,12 @@ class _Pixels:
         # Only the rows the ground can reach are kept: about half a frame, so the cache holds
         # twice the frames.
         return frame.projector.ground_rows(read_frame(self.store, frame.frame_id, frame.object_key))
+
+
+def _pixels_key(frame: BlockFrame) -> str:
+    """What a frame's kept pixels are made of: its bytes (its id is their sha256) and the first
+    row its camera's projector keeps."""
+    return f"{frame.frame_id}:{frame.projector.first_ground_row}"
 
 
 def encode_webp(rgba: U8Image, *, quality: int, method: int, lossless: bool = False) -> bytes:

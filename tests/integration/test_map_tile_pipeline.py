@@ -20,6 +20,7 @@ from ingest.db import Catalog
 from ingest.queues import MATCH_QUEUE, MATCH_TASK, TILES_QUEUE, create_celery_app
 from ingest.storage import LocalObjectStore
 from mapbuilder.errors import CorruptTile
+from mapbuilder.tile_tasks import SHARED_FRAMES_ROOT
 from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement, PoseSkip, TileRow
 from mapbuilder.tiles.context import TileContext
 from mapbuilder.tiles.dirty import mark_corrupt, mark_dirty
@@ -27,6 +28,7 @@ from mapbuilder.tiles.imagery import decode_rgba
 from mapbuilder.tiles.mercator import Tile
 from mapbuilder.tiles.pipeline import build_dirty
 from mapbuilder.tiles.posing import mark_everything, pending_sequences, update_poses
+from mapbuilder.tiles.shared_frames import FOLDER_PREFIX
 from mapbuilder.tiles.store import TileStore, tile_key
 from roadswarm.sim.world import World
 from roadswarm.stack import ingest_worker
@@ -234,8 +236,9 @@ def test_a_child_that_is_not_what_the_catalog_recorded_is_rebuilt_before_its_par
 
 
 @pytest.fixture
-def tile_worker(tmp_path: Path) -> Iterator[tuple[Catalog, Celery, Path]]:
-    """A PostgreSQL catalog, a local store and a real worker on the match and tiles queues."""
+def tile_worker(tmp_path: Path) -> Iterator[tuple[Catalog, Celery, Path, Path]]:
+    """A PostgreSQL catalog, a local store, a real worker of two processes on the match and
+    tiles queues, and the folder its processes share decoded frames in (gone when it stops)."""
     require_redis()
     store_dir = tmp_path / "store"
     with postgres_database() as url, catalog_at_url(url) as catalog:
@@ -255,7 +258,9 @@ def tile_worker(tmp_path: Path) -> Iterator[tuple[Catalog, Celery, Path]]:
         )
         try:
             with worker:
-                yield catalog, app, store_dir
+                shared = SHARED_FRAMES_ROOT / f"{FOLDER_PREFIX}{worker.pid}"
+                yield catalog, app, store_dir, shared
+            assert not shared.exists(), "the worker left its shared frames behind"
         finally:
             app.close()
 
@@ -272,7 +277,7 @@ def _wait_settled(catalog: Catalog, expected_min_zoom: int = 14) -> dict[Tile, T
 
 
 def test_a_worker_builds_the_pyramid_as_in_process(
-    tile_worker: tuple[Catalog, Celery, Path],
+    tile_worker: tuple[Catalog, Celery, Path, Path],
     drive_frames: list[Keyframe],
     short_drive: Path,
     grid_world: World,
@@ -280,7 +285,7 @@ def test_a_worker_builds_the_pyramid_as_in_process(
 ) -> None:
     """Matching queues posing (refined) and blocks; the worker's tiles equal an in-process
     build's bytes."""
-    catalog, app, store_dir = tile_worker
+    catalog, app, store_dir, shared_frames = tile_worker
     store = LocalObjectStore(store_dir)
     store_world_roads(catalog, grid_world)
     key = seed_drive(
@@ -298,6 +303,8 @@ def test_a_worker_builds_the_pyramid_as_in_process(
         # The worker placed the imagery with refined poses, and said so.
         assert set(session.scalars(select(FramePoseRow.source))) == {"registered"}
         assert list(session.scalars(select(PoseRefinement.outcome))) == ["registered"]
+    # Its two processes shared the frames they decoded.
+    assert any(shared_frames.iterdir())
     worker_tiles = _stored(TileContext(catalog, store))
     (tmp_path / "local").mkdir()
     with catalog_at("sqlite", tmp_path / "local") as local:

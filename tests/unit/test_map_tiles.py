@@ -244,3 +244,12 @@ def test_the_sky_above_the_farthest_ground_is_not_kept() -> None:
     horizon = CAMERA.height_px / 2 - CAMERA.focal_px * math.tan(math.radians(CAMERA.pitch_deg))
     assert horizon < projector.first_ground_row < horizon + 40
     assert projector.first_ground_row > 0.4 * CAMERA.height_px
+
+
+def test_the_kept_rows_do_not_hold_on_to_the_whole_decoded_frame() -> None:
+    """The cache counts the kept rows' bytes: they must be all the memory they keep."""
+    projector = FrameProjector(CAMERA)
+    frame = np.zeros((CAMERA.height_px, CAMERA.width_px, 3), np.uint8)
+    kept = projector.ground_rows(frame)
+    assert not np.shares_memory(kept, frame)
+    assert kept.base is None and kept.flags.c_contiguous
