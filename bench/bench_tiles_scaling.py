@@ -30,10 +30,12 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,20 +89,30 @@ def _open(url: str, store_dir: str, shared_dir: str | None) -> None:
     )
 
 
-def _build(block: Block) -> tuple[int, float]:
-    """The task's plain function on one block; the tiles written and the CPU seconds it took."""
+def _build(block: Block) -> tuple[int, float, int]:
+    """The task's plain function on one block; the tiles written, the CPU seconds it took and
+    the process's peak RSS so far (KiB)."""
     assert _worker is not None
     started = time.process_time()
     written = build_block(_worker, IMAGERY, block).written
-    return written, time.process_time() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return written, time.process_time() - started, peak_kib
 
 
-def timed_run(
-    url: str, store_dir: Path, processes: int, *, share: bool = True
-) -> tuple[float, float, int]:
+@dataclass(frozen=True)
+class Run:
+    """One build of every block: wall and CPU seconds, tiles written, and the largest peak RSS
+    of a pool process (MiB)."""
+
+    seconds: float
+    cpu_s: float
+    tiles: int
+    peak_rss_mib: float
+
+
+def timed_run(url: str, store_dir: Path, processes: int, *, share: bool = True) -> Run:
     """Mark every z21 tile dirty and build the blocks with `processes` workers (sharing decoded
-    frames when more than one, unless not to `share`): wall seconds, CPU seconds of the builds,
-    and tiles written."""
+    frames when more than one, unless not to `share`)."""
     catalog = Catalog.connect(url, migrate_schema=False)
     try:
         ctx = TileContext(catalog, LocalObjectStore(store_dir))
@@ -124,7 +136,12 @@ def timed_run(
     finally:
         if shared:
             remove_folder(shared)
-    return seconds, sum(cpu for _, cpu in results), sum(written for written, _ in results)
+    return Run(
+        seconds,
+        sum(cpu for _, cpu, _ in results),
+        sum(written for written, _, _ in results),
+        max(peak for _, _, peak in results) / 1024,
+    )
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -132,12 +149,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     url, store_dir, frames = seed(workdir, args)
     seconds: dict[int, list[float]] = {1: [], 2: []}
     cpu: dict[int, list[float]] = {1: [], 2: []}
+    peak: dict[int, float] = {1: 0.0, 2: 0.0}
     tiles = 0
     for _ in range(args.repeats):
         for processes in (1, 2):
-            spent, cpu_s, tiles = timed_run(url, store_dir, processes, share=not args.no_share)
-            seconds[processes].append(spent)
-            cpu[processes].append(cpu_s)
+            outcome = timed_run(url, store_dir, processes, share=not args.no_share)
+            seconds[processes].append(outcome.seconds)
+            cpu[processes].append(outcome.cpu_s)
+            peak[processes] = max(peak[processes], outcome.peak_rss_mib)
+            tiles = outcome.tiles
     fps = {n: frames / statistics.median(s) for n, s in seconds.items()}
     per_cpu_s = {n: frames / statistics.median(s) for n, s in cpu.items()}
     return {
@@ -149,9 +169,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "frames_per_s": {str(n): round(v, 1) for n, v in fps.items()},
         "frames_per_s_per_process": {str(n): round(v / n, 1) for n, v in fps.items()},
         "scaling_1_to_2": round(fps[2] / fps[1], 2),
+        # Each repeat runs 1 then 2 processes back to back: the ratio within each pair shows how
+        # much of the spread is the machine's (others' load comes and goes within minutes).
+        "scaling_by_repeat": [round(a / b, 2) for a, b in zip(seconds[1], seconds[2], strict=True)],
         # What a core of our own would do: frames per CPU-second the builds used (others' load
         # on the machine stretches the wall time, not this).
         "frames_per_cpu_s": {str(n): round(v, 1) for n, v in per_cpu_s.items()},
+        "peak_rss_mib_per_process": {str(n): round(v) for n, v in peak.items()},
     }
 
 
