@@ -55,26 +55,69 @@ class LaneLine:
     lat: tuple[float, ...]
 
 
+PairKey = tuple[str, str, str, RelativeMotion]  # frame ids, the viewer's fingerprint, the guess
+
+
+class RegistrationMemo:
+    """Registrations of frame pairs made before, in this process: a sequence refined again with
+    a later batch registers only its new pairs (registration is most of what refining costs).
+
+    A registration depends on the two frames' pixels (a catalog frame's id is the sha256 of its
+    bytes), the viewer's remap table and the starting guess, and on nothing else: those are the
+    key, so what is found here is what registering again would give. Only frames whose ids name
+    their bytes may be looked up; the oldest pairs go past `max_pairs`."""
+
+    def __init__(self, max_pairs: int = 50_000) -> None:
+        self.max_pairs = max_pairs
+        self._found: OrderedDict[PairKey, RelativeMotion] = OrderedDict()
+
+    def get(self, key: PairKey) -> RelativeMotion | None:
+        """The registration made under `key`, if it is still held."""
+        motion = self._found.get(key)
+        if motion is not None:
+            self._found.move_to_end(key)
+        return motion
+
+    def put(self, key: PairKey, motion: RelativeMotion) -> None:
+        """Remember a registration."""
+        self._found[key] = motion
+        self._found.move_to_end(key)
+        while len(self._found) > self.max_pairs:
+            self._found.popitem(last=False)
+
+
 def sequence_edges(
     frames: Sequence[PosedFrame],
     viewer: GroundViewer,
     observed: Observed,
     gates: Gates,
     offset: int = 0,
+    memo: RegistrationMemo | None = None,
 ) -> tuple[Edges, int]:
     """Registrations of each frame of one sequence with its next `max_gap`, those passing the
-    gates (frame indices + `offset`), and how many were tried. Only max_gap + 1 ground views
-    are held at a time; each frame is decoded once."""
+    gates (frame indices + `offset`), and how many were tried. A pair found in `memo` is not
+    registered again, and a frame none of whose pairs needs registering is not decoded. Only
+    max_gap + 1 ground views are held at a time; each frame is decoded at most once."""
     views: dict[int, GroundView] = {}
+
+    def view(k: int) -> GroundView:
+        if k not in views:
+            views[k] = viewer.view(frames[k].load())
+        return views[k]
+
     found: list[tuple[int, int, RelativeMotion]] = []
     tried = 0
-    for j, frame in enumerate(frames):
-        views[j] = viewer.view(frame.load())
+    for j in range(len(frames)):
         views.pop(j - gates.max_gap - 1, None)
         for i in range(max(0, j - gates.max_gap), j):
             tried += 1
             guess = _gnss_step(observed, i + offset, j + offset)
-            motion = register_pair(viewer.grid, views[i], views[j], guess)
+            key = (frames[i].frame_id, frames[j].frame_id, viewer.fingerprint, guess)
+            motion = memo.get(key) if memo is not None else None
+            if motion is None:
+                motion = register_pair(viewer.grid, view(i), view(j), guess)
+                if memo is not None:
+                    memo.put(key, motion)
             if _accepted(motion, guess, gates.min_response, gates.max_correction_m):
                 found.append((i + offset, j + offset, motion))
     return _edges(found), tried

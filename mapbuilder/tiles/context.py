@@ -9,6 +9,7 @@ from ingest.storage import ObjectStore
 from mapbuilder.errors import MapError
 from mapbuilder.settings import TileSettings
 from mapbuilder.tiles.bev import BevSettings
+from mapbuilder.tiles.constraints import RegistrationMemo
 from mapbuilder.tiles.frames import DecodedFrames
 from mapbuilder.tiles.layers import layer
 from mapbuilder.tiles.shared_frames import SharedFrames
@@ -29,6 +30,11 @@ class TileContext:
     bev: BevSettings = field(default_factory=BevSettings)
     # Kept across the blocks this context builds: a frame near a block's edge is decoded once.
     decoded: DecodedFrames = field(default_factory=DecodedFrames, compare=False, repr=False)
+    # Kept across the pose tasks this context runs: a sequence's next batch registers only
+    # the pairs it adds.
+    registrations: RegistrationMemo = field(
+        default_factory=RegistrationMemo, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         """Frames are projected at the zoom the imagery layer is built at, and no other; decoded

@@ -56,7 +56,7 @@ def update_poses(
     """Pose the matched frames of these sequences (refined unless `refine` is False, default
     `ctx.settings.refine_poses`) and mark the tiles whose frames changed."""
     wanted = ctx.settings.refine_poses if refine is None else refine
-    refiner = CatalogRefiner(ctx.catalog, ctx.store) if wanted else None
+    refiner = CatalogRefiner(ctx.catalog, ctx.store, memo=ctx.registrations) if wanted else None
     poses = poses_for(
         ctx.catalog,
         keys,

@@ -37,6 +37,7 @@ from mapbuilder.tiles.build import PosedFrame
 from mapbuilder.tiles.constraints import (
     Gates,
     LaneLine,
+    RegistrationMemo,
     cross_edges,
     lane_constraints,
     sequence_edges,
@@ -135,9 +136,12 @@ def refine_sequences(
     *,
     lanes: Sequence[LaneLine] = (),
     settings: RefineSettings | None = None,
+    memo: RegistrationMemo | None = None,
 ) -> list[RefinedPoses]:
     """Each drive's poses refined as `refine_poses` does, then, with more than one drive, all
-    together with registrations between drives. One camera for all (one device's drives)."""
+    together with registrations between drives. One camera for all (one device's drives).
+    Registrations within a drive are looked up in, and added to, `memo` when given (frame ids
+    must then name their bytes, as catalog ids do)."""
     s = settings or RefineSettings()
     started = time.perf_counter()
     for drive in drives:
@@ -146,7 +150,7 @@ def refine_sequences(
     local = LocalFrame(frames[0].pose.lon, frames[0].pose.lat)
     observed = _observed(drives, local, s.max_gap_s)
     viewer = GroundViewer(calibration, s.grid)
-    within, tried = _within_edges(drives, viewer, observed, s.gates)
+    within, tried = _within_edges(drives, viewer, observed, s.gates, memo)
     lanes_found = lane_constraints(
         lanes,
         local,
@@ -212,12 +216,16 @@ def _parts(drives: Sequence[Drive], max_gap_s: float) -> NDArray[np.int64]:
 
 
 def _within_edges(
-    drives: Sequence[Drive], viewer: GroundViewer, observed: Observed, gates: Gates
+    drives: Sequence[Drive],
+    viewer: GroundViewer,
+    observed: Observed,
+    gates: Gates,
+    memo: RegistrationMemo | None,
 ) -> tuple[list[Edges], list[int]]:
     """Each drive's own registrations (indices into all frames) and how many were tried."""
     edges, tried, offset = [], [], 0
     for drive in drives:
-        found, count = sequence_edges(drive.frames, viewer, observed, gates, offset)
+        found, count = sequence_edges(drive.frames, viewer, observed, gates, offset, memo)
         edges.append(found)
         tried.append(count)
         offset += len(drive.frames)

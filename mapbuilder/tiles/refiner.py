@@ -30,6 +30,7 @@ from mapbuilder.camera import CameraLike, PinholeCamera
 from mapbuilder.errors import MapError
 from mapbuilder.tiles.bev import FramePose, U8Image
 from mapbuilder.tiles.build import PosedFrame
+from mapbuilder.tiles.constraints import RegistrationMemo
 from mapbuilder.tiles.frames import FrameUnreadableError, read_frame
 from mapbuilder.tiles.lanes import lane_lines
 from mapbuilder.tiles.poses import SMOOTHED, CatalogPose, PoseRefiner
@@ -104,11 +105,18 @@ class CatalogRefiner:
     with the poses."""
 
     def __init__(
-        self, catalog: Catalog, store: ObjectStore, settings: RefineSettings | None = None
+        self,
+        catalog: Catalog,
+        store: ObjectStore,
+        settings: RefineSettings | None = None,
+        memo: RegistrationMemo | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
         self.settings = settings or RefineSettings()
+        # Kept by the worker process across tasks: a sequence's next batch registers only
+        # its new pairs (catalog frame ids name their bytes, as the memo requires).
+        self.memo = memo
         self.outcomes: list[RefinementOutcome] = []
 
     def __call__(self, found: Sequence[CatalogPose]) -> list[CatalogPose]:
@@ -185,6 +193,7 @@ class CatalogRefiner:
             travelled_m=driven.travelled_m,
             step_m=steps_m(found, inputs),
             settings=self.settings,
+            memo=self.memo,
         )
 
 
@@ -219,6 +228,7 @@ def _refine_runs(
     hdop: Sequence[float | None] | None = None,
     travelled_m: Sequence[float | None] | None = None,
     step_m: Sequence[float | None] | None = None,
+    memo: RegistrationMemo | None = None,
 ) -> _Refined:
     """Each run of frames from one camera refined on its own; `NotRefinedError` when any cannot be."""
     if len(found) < 2:
@@ -241,7 +251,7 @@ def _refine_runs(
                 travelled_m=None if travelled_m is None else travelled_m[start:end],
                 step_m=None if step_m is None else step_m[start:end],
             )
-            result = _refined_run(drive, camera_of(camera_id), lanes, settings)
+            result = _refined_run(drive, camera_of(camera_id), lanes, settings, memo)
             refined.extend(
                 replace(p, pose=pose, source=REGISTERED)
                 for p, pose in zip(run, result.poses, strict=True)
@@ -253,12 +263,16 @@ def _refine_runs(
 
 
 def _refined_run(
-    drive: Drive, camera: CameraLike, lanes: Sequence[LaneLine], settings: RefineSettings
+    drive: Drive,
+    camera: CameraLike,
+    lanes: Sequence[LaneLine],
+    settings: RefineSettings,
+    memo: RegistrationMemo | None,
 ) -> RefinedPoses:
     """One camera's run refined, poses rounded as the smoothed ones are (0.1 mm, 1e-4 degree),
     or `NotRefinedError` saying why not."""
     try:
-        result = refine_sequences([drive], camera, lanes=lanes, settings=settings)[0]
+        result = refine_sequences([drive], camera, lanes=lanes, settings=settings, memo=memo)[0]
     except FrameUnreadableError as exc:
         raise NotRefinedError("frame_unreadable", f"{exc}; the tiles are built without it") from exc
     except PoseRefinementError as exc:

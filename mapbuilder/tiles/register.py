@@ -11,6 +11,7 @@ confidence: flat asphalt or a view blocked by a truck gives a low one and the pa
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -83,6 +84,10 @@ class GroundViewer:
         inside = (self._map_x >= 0) & (self._map_x <= calibration.width_px - 1)
         inside &= (self._map_y >= 0) & (self._map_y <= calibration.height_px - 1)
         self._inside = inside
+        # What a view depends on besides the frame: its remap table (camera and grid together).
+        tables = hashlib.sha256(self._map_x.tobytes())
+        tables.update(self._map_y.tobytes())
+        self.fingerprint = tables.hexdigest()
 
     def view(self, frame: U8Image) -> GroundView:
         """The frame's ground on the grid; `frame` is RGB (or grey) uint8."""

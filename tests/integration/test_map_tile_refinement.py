@@ -3,8 +3,10 @@ catalog, matched by the real matcher, posed and built as `roadswarm map tiles bu
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,11 +18,13 @@ from ingest.protocol import frame_object_key
 from ingest.storage import LocalObjectStore
 from mapbuilder.geo import LocalFrame
 from mapbuilder.settings import MatchSettings, TileSettings
+from mapbuilder.tiles import constraints
 from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement
 from mapbuilder.tiles.context import TileContext
 from mapbuilder.tiles.operations import build_imagery, tiles_status
 from mapbuilder.tiles.poses import poses_for
 from mapbuilder.tiles.posing import update_poses
+from mapbuilder.tiles.register import RelativeMotion, register_pair
 from roadswarm.sim.drive import DriveOptions, simulate_drive
 from roadswarm.sim.world import World
 from tests.ingest_helpers import catalog_at
@@ -169,25 +173,42 @@ def test_new_frames_refine_the_sequence_again_as_if_all_came_at_once(
     sqlite_catalog: Catalog,
     tmp_path: Path,
     grid_world: World,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A later batch of the sequence invalidates its refinement; the poses then equal those of
-    the whole sequence refined in one go (refinement does not depend on arrival order)."""
+    the whole sequence refined in one go (refinement does not depend on arrival order), though
+    the second refinement registered only the pairs the batch added."""
+    registered = Counter[str]()
+    register = register_pair
+
+    def counted(*args: Any, **kwargs: Any) -> RelativeMotion:
+        registered[stage] += 1
+        return register(*args, **kwargs)
+
+    monkeypatch.setattr(constraints, "register_pair", counted)
     half = len(reported) // 2
+    stage = "first batch"
     _seed(ctx, reported[:half], sharp_drive)
     first = update_poses(ctx, [(DEVICE, SEQUENCE)])
     digest = _refinement(ctx.catalog).inputs_sha256
+    stage = "second batch"
     _seed(ctx, reported[half:], sharp_drive, first_index=half)
     second = update_poses(ctx, [(DEVICE, SEQUENCE)])
     assert (first.refined, second.refined) == (1, 1)
     assert _refinement(ctx.catalog).inputs_sha256 != digest
     assert second.posed == len(_stored(ctx.catalog))
     (tmp_path / "whole").mkdir()
+    stage = "all at once"
     with catalog_at("sqlite", tmp_path / "whole") as whole:
         store_world_roads(whole, grid_world)
         at_once = TileContext(whole, LocalObjectStore(tmp_path / "whole-store"))
         _seed(at_once, reported, sharp_drive)
         update_poses(at_once, [(DEVICE, SEQUENCE)])
         assert _poses(whole) == _poses(ctx.catalog)
+    # Each frame is registered with the next two: the batch added about two pairs a frame.
+    added = len(reported) - half
+    assert registered["second batch"] <= 2 * added + 4, registered
+    assert registered["first batch"] + registered["second batch"] < 1.2 * registered["all at once"]
 
 
 def _poses(catalog: Catalog) -> dict[str, tuple[float, float, float, str]]:

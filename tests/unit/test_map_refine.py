@@ -16,6 +16,7 @@ from mapbuilder.camera import Calibration, ground_homography
 from mapbuilder.geo import LocalFrame
 from mapbuilder.tiles.bev import FramePose
 from mapbuilder.tiles.build import PosedFrame
+from mapbuilder.tiles.constraints import RegistrationMemo
 from mapbuilder.tiles.posegraph import Edges, GraphSettings, Lanes, Observed, solve, wrap
 from mapbuilder.tiles.poses import CatalogPose
 from mapbuilder.tiles.refine import Drive, PoseRefinementError, refine_poses, refine_sequences
@@ -449,3 +450,21 @@ def test_odometry_that_goes_back_or_races_is_ignored_with_the_reason() -> None:
     assert "from 14 m at index 1 to 13 m at index 2" in back.detail
     racing = odometry(found, _inputs([10.0, 14.0, 90.0, 94.0], [0, 1, 2, 3]))
     assert racing.status == "odometry_too_fast" and "76 m in 0.5 s" in racing.detail
+
+
+def test_the_registration_memo_keeps_its_bound_and_tells_cameras_apart() -> None:
+    """The oldest pair goes past the bound, a pair read again stays, and a viewer of another
+    camera (another remap table) has another fingerprint, so its pairs are not mixed up."""
+    memo = RegistrationMemo(max_pairs=2)
+    viewer = GroundViewer(CAMERA)
+    motion = RelativeMotion(0.1, 4.0, 0.5, 0.9)
+    guess = RelativeMotion(0.0, 4.0, 0.0, 0.0)
+    keys = [(f"a{k}", f"b{k}", viewer.fingerprint, guess) for k in range(3)]
+    memo.put(keys[0], motion)
+    memo.put(keys[1], motion)
+    assert memo.get(keys[0]) == motion  # read again: now the newest
+    memo.put(keys[2], motion)
+    assert [memo.get(key) is not None for key in keys] == [True, False, True]
+    pitched = GroundViewer(replace(CAMERA, pitch_deg=CAMERA.pitch_deg + 1.0))
+    assert pitched.fingerprint != viewer.fingerprint
+    assert GroundViewer(CAMERA).fingerprint == viewer.fingerprint
