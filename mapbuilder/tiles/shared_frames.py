@@ -1,7 +1,7 @@
 """Decoded frames shared by the pool processes of one worker host, in a RAM-backed folder.
 
 Two processes building neighbouring blocks need the frames between them: without sharing, each
-decodes them (a 1080p JPEG is ~6 ms, a fifth of what a frame costs the tile stage). The first
+decodes them (a 1080p JPEG is ~6 ms, about a sixth of what a frame costs the tile stage). The first
 to decode a frame writes its kept rows here; the others map the file read-only instead of
 decoding. A file is written under a temporary name and renamed, so a reader sees a whole file or
 none; one that does not match its header is ignored and written again. The folder is bounded:
