@@ -22,7 +22,6 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +97,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Both runs on the same drive and batches; A first, then the anchor B."""
     world, drive_dir = prepare(args, workdir)
     frames = keyframes(world, drive_dir)
-    runs: dict[str, Callable[[], dict[str, Any]]] = {
-        "memo": lambda: batched_run(
-            workdir / "memo", world, frames, drive_dir, args.batches, keep=True
-        ),
-        "fresh": lambda: batched_run(
-            workdir / "fresh", world, frames, drive_dir, args.batches, keep=False
-        ),
+    results = {
+        name: batched_run(workdir / name, world, frames, drive_dir, args.batches, keep=keep)
+        for name, keep in (("memo", True), ("fresh", False))
     }
-    results = {name: go() for name, go in runs.items()}
     memo, fresh = results["memo"], results["fresh"]
     return {
         "keyframes": len(frames),

@@ -139,8 +139,13 @@ def _transport_options(visibility_timeout_s: int) -> dict[str, Any]:
     }
 
 
+def pool_size(options: dict[str, Any] | None) -> int:
+    """How many pool processes a worker started with these options forks (Celery's default,
+    without `--concurrency`, is one per CPU)."""
+    return int((options or {}).get("concurrency") or os.cpu_count() or 1)
+
+
 def publish_pool_size(options: dict[str, Any] | None = None, **_: object) -> None:
     """Tell a worker's pool processes how many of them share the cores (Celery's `celeryd_init`:
     they are forked after it), so each model session takes its share of the threads."""
-    concurrency = (options or {}).get("concurrency") or os.cpu_count() or 1
-    os.environ.setdefault(WORKER_PROCESSES_ENV, str(concurrency))
+    os.environ.setdefault(WORKER_PROCESSES_ENV, str(pool_size(options)))

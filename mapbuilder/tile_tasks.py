@@ -27,6 +27,7 @@ from ingest.queues import (
     TILES_POSES_TASK,
     TILES_QUEUE,
     TILES_SWEEP_TASK,
+    pool_size,
 )
 from ingest.settings import QueueSettings
 from ingest.tasks import RETRY, worker_context
@@ -54,7 +55,7 @@ def worker_tiles() -> TileContext:
     return _contexts[pid]
 
 
-SHARED_FRAMES_ENV = "ROADSWARM_TILES_SHARED_FRAMES_DIR"
+SHARED_FRAMES_ENV = f"{TileSettings.model_config['env_prefix']}SHARED_FRAMES_DIR"
 SHARED_FRAMES_ROOT = Path("/dev/shm")
 
 
@@ -62,9 +63,8 @@ def share_decoded_frames(options: dict[str, Any] | None = None, **_: object) -> 
     """Give a worker's pool processes a folder to share decoded frames in (Celery's
     `celeryd_init`: they are forked after it and inherit the setting); removed when the worker
     exits. Not for a single process, nor where the settings turn it off or name a folder."""
-    concurrency = (options or {}).get("concurrency") or os.cpu_count() or 1
     settings = TileSettings()
-    if concurrency < 2 or settings.shared_frames_mb == 0 or settings.shared_frames_dir:
+    if pool_size(options) < 2 or settings.shared_frames_mb == 0 or settings.shared_frames_dir:
         return
     if not SHARED_FRAMES_ROOT.is_dir():
         return  # no RAM-backed folder here (not Linux): each process decodes its own

@@ -58,8 +58,8 @@ class SharedFrames:
         try:
             with path.open("rb") as file:
                 shape = _read_header(file.read(HEADER_BYTES))
-                size = os.fstat(file.fileno()).st_size
-                if shape is None or size != HEADER_BYTES + int(np.prod(shape)):
+                count = 0 if shape is None else int(np.prod(shape))
+                if not count or os.fstat(file.fileno()).st_size != HEADER_BYTES + count:
                     return None
                 # Populated at once: one call instead of a page fault per 4 kB read.
                 mapped = mmap.mmap(
@@ -72,8 +72,7 @@ class SharedFrames:
             return None
         with contextlib.suppress(OSError):  # evicted meanwhile: the map still holds the pages
             os.utime(path)  # recently used: the last to be evicted
-        pixels = np.frombuffer(mapped, np.uint8, int(np.prod(shape)), HEADER_BYTES)
-        return pixels.reshape(shape)
+        return np.frombuffer(mapped, np.uint8, count, HEADER_BYTES).reshape(shape)
 
     def put(self, key: str, pixels: U8Image) -> None:
         """Share `pixels` (uint8, C-contiguous) under `key`; a failure to write is logged once

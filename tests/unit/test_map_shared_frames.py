@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import multiprocessing
@@ -155,6 +156,8 @@ def test_share_decoded_frames_only_for_a_pool_of_two_or_more(
     environment, removed by the worker's own exit and not by a forked child's."""
     monkeypatch.setattr(tile_tasks, "SHARED_FRAMES_ROOT", tmp_path)
     monkeypatch.delenv(tile_tasks.SHARED_FRAMES_ENV, raising=False)
+    at_exit: list[tuple[object, ...]] = []  # kept out of this test process's own exit
+    monkeypatch.setattr(atexit, "register", lambda *call: at_exit.append(call))
     tile_tasks.share_decoded_frames({"concurrency": 1})
     assert tile_tasks.SHARED_FRAMES_ENV not in os.environ and not any(tmp_path.iterdir())
     tile_tasks.share_decoded_frames({"concurrency": 2})
@@ -162,6 +165,7 @@ def test_share_decoded_frames_only_for_a_pool_of_two_or_more(
     monkeypatch.delenv(tile_tasks.SHARED_FRAMES_ENV)  # undone by hand: the hook set it
     assert folder.parent == tmp_path and folder.is_dir()
     assert TileSettings(shared_frames_dir=folder).shared_frames_dir == folder
+    assert at_exit == [(tile_tasks._remove_if_owner, folder, os.getpid())]
     tile_tasks._remove_if_owner(folder, os.getpid() + 1)  # a forked child leaves it
     assert folder.is_dir()
     tile_tasks._remove_if_owner(folder, os.getpid())
