@@ -27,7 +27,7 @@ realistic GNSS after refinement offset <= 0.5 m and no doubled markings (share <
 no external anchor: the true-pose row is the reference beside them.
 
     python -m bench.bench_tiles [--minutes 1] [--resolution 1920x1080] [--repeats 3]
-        [--gnss-seeds 3] [--osm FILE] [--workdir DIR] [--json-out FILE]
+        [--gnss-seeds 3] [--drive-seed 21] [--osm FILE] [--workdir DIR] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,8 @@ import numpy as np
 
 from bench._common import verdict
 from bench._tiles_eval import TileQuality, tile_quality, truth_tile
-from bench._tiles_pipeline import pipeline_poses
-from bench._tiles_refine import Reported, lane_lines, pose_errors, realistic_poses
+from bench._tiles_pipeline import PipelinePoses, pipeline_passes, pipeline_poses
+from bench._tiles_refine import lane_lines, pose_errors, realistic_poses
 from edge.gnss.gpx import read_gpx
 from edge.track import Track
 from mapbuilder.camera import Calibration
@@ -71,27 +71,42 @@ REFINED_OFFSET_TARGET_M = 0.5
 # offset is taken out (true poses give 0.0).
 DOUBLED_TARGET = 0.05
 PER_SEED = ("offset_m", "ghost_edge_share", "psnr_db", "along_error_m")
+# The second pass's keyframes start this far along the drive: between the first pass's.
+SECOND_PASS_FROM_M = 2.0
+SECOND_PASS_SEED = 1000  # its receiver's error is another day's
+TWO_PASSES = ("pipeline-2-passes-apart", "pipeline-2-passes")
 
 
 def prepare(args: argparse.Namespace, workdir: Path) -> tuple[World, Path]:
     """The world and the drive, made once in `workdir`."""
-    world_dir, drive_dir = workdir / "world", workdir / f"drive-{args.minutes}-{args.resolution}"
+    name = f"drive-{args.minutes}-{args.resolution}"
+    if args.drive_seed != DRIVE_SEED:
+        name += f"-seed{args.drive_seed}"
+    world_dir, drive_dir = workdir / "world", workdir / name
     if not (world_dir / "world.json").exists():
         build_world(args.osm or default_osm_path(), world_dir, seed=WORLD_SEED)
     world = World.load(world_dir)
     if not (drive_dir / "truth.json").exists():
         width, height = (int(v) for v in args.resolution.split("x"))
         options = DriveOptions(
-            minutes=args.minutes, seed=DRIVE_SEED, width_px=width, height_px=height
+            minutes=args.minutes, seed=args.drive_seed, width_px=width, height_px=height
         )
         simulate_drive(world, drive_dir, options)
     return world, drive_dir
 
 
-def keyframes(world: World, drive_dir: Path) -> list[dict[str, Any]]:
-    """Truth of every 4th metre's frame, its JPEG written beside the drive once."""
+def keyframes(
+    world: World,
+    drive_dir: Path,
+    *,
+    from_m: float = 0.0,
+    folder_name: str = "keyframes",
+    quality: int = 90,
+) -> list[dict[str, Any]]:
+    """Truth of every 4th metre's frame from `from_m` on, its JPEG (at `quality`) written in
+    `folder_name` beside the drive once."""
     truth = json.loads((drive_dir / "truth.json").read_text())
-    folder = drive_dir / "keyframes"
+    folder = drive_dir / folder_name
     folder.mkdir(exist_ok=True)
     chosen, last = [], -1e9
     capture = cv2.VideoCapture(str(drive_dir / "video.mp4"))
@@ -99,12 +114,12 @@ def keyframes(world: World, drive_dir: Path) -> list[dict[str, Any]]:
         ok, image = capture.read()
         if not ok:
             break
-        if frame["distance_m"] - last < SPACING_M:
+        if frame["distance_m"] < from_m or frame["distance_m"] - last < SPACING_M:
             continue
         last = frame["distance_m"]
         path = folder / f"{frame['index']:06d}.jpg"
         if not path.exists():
-            cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
         convergence = world.frame.grid_convergence_deg(frame["x_m"], frame["y_m"])
         chosen.append(
             {**frame, "path": path, "true_heading": (frame["heading_deg"] + convergence) % 360}
@@ -252,7 +267,15 @@ def refinement_cases(
             }
             refined = with_poses(frames, result.poses)
             runs[name].append({**measure(world, frames, projector, refined, 1), **extra})
-        runs["pipeline"].append(pipeline_case(world, drive_dir, frames, projector, reported))
+        found = pipeline_poses(world, drive_dir, frames, reported)
+        runs["pipeline"].append(pipeline_case(world, frames, projector, [found]))
+    return _summaries(args, runs)
+
+
+def _summaries(
+    args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Per pose source, the medians over the seeds and the deciding figures per seed."""
     return [
         {"poses": name, "seeds": args.gnss_seeds, **_medians(rows), "per_seed": _per_seed(rows)}
         for name, rows in runs.items()
@@ -269,26 +292,51 @@ def with_poses(frames: list[dict[str, Any]], poses: list[FramePose]) -> list[Pos
 
 def pipeline_case(
     world: World,
-    drive_dir: Path,
     frames: list[dict[str, Any]],
     projector: FrameProjector,
-    reported: Reported,
+    found: Sequence[PipelinePoses],
 ) -> dict[str, Any]:
-    """The keyframes as the pipeline poses them from a catalog (those it left out are left out
-    here too), measured as the other rows."""
-    found = pipeline_poses(world, drive_dir, frames, reported)
-    kept = [(f, p) for f, p in zip(frames, found.poses, strict=True) if p is not None]
+    """The keyframes (of every pass, in order) as the pipeline posed them from a catalog
+    (those it left out are left out here too), measured as the other rows."""
+    poses = [pose for passed in found for pose in passed.poses]
+    kept = [(f, p) for f, p in zip(frames, poses, strict=True) if p is not None]
     posed_frames = [f for f, _ in kept]
     return {
         **measure(
             world, posed_frames, projector, with_poses(posed_frames, [p for _, p in kept]), 1
         ),
-        "refine_s": round(found.refine_s, 2),
-        "pairs_used_share": round(found.pairs_used_share, 3),
-        "refined": 1.0 if found.outcome == "registered" else 0.0,
+        "refine_s": round(sum(p.refine_s for p in found), 2),
+        "pairs_used_share": round(statistics.mean(p.pairs_used_share for p in found), 3),
+        "refined": statistics.mean(p.outcome == "registered" for p in found),
         # The edge's odometry reached the catalog and the refinement used it.
-        "odometry_used": 1.0 if found.odometry == "used" else 0.0,
+        "odometry_used": statistics.mean(p.odometry == "used" for p in found),
+        # Registrations with frames of passes posed before (the map).
+        "map_pairs_used": sum(p.map_pairs_used for p in found),
     }
+
+
+def two_pass_cases(args: argparse.Namespace, world: World, drive_dir: Path) -> list[dict[str, Any]]:
+    """A second pass over the drive's roads by another device a day later: keyframes 2 m
+    further on (other places, other bytes) with their own realistic GNSS error (one seed per
+    run). Tiles are stitched from both passes as the pipeline poses them: each pass in its own
+    catalog (`pipeline-2-passes-apart`: refined alone) and one after the other in one catalog
+    (`pipeline-2-passes`: the second aligned to the first)."""
+    first = keyframes(world, drive_dir)
+    second = keyframes(
+        world, drive_dir, from_m=SECOND_PASS_FROM_M, folder_name="keyframes-pass2", quality=85
+    )
+    projector = FrameProjector(Calibration.read(drive_dir / "calibration.json"))
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in TWO_PASSES}
+    for seed in range(1, args.gnss_seeds + 1):
+        passes = [
+            (first, realistic_poses(world, drive_dir, first, seed)),
+            (second, realistic_poses(world, drive_dir, second, seed + SECOND_PASS_SEED)),
+        ]
+        apart = [pipeline_passes(world, drive_dir, [one])[0] for one in passes]
+        together = pipeline_passes(world, drive_dir, passes)
+        for name, found in zip(TWO_PASSES, (apart, together), strict=True):
+            runs[name].append(pipeline_case(world, first + second, projector, found))
+    return _summaries(args, runs)
 
 
 def _per_seed(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -308,6 +356,7 @@ def main() -> None:
     parser.add_argument("--resolution", default="1920x1080")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gnss-seeds", type=int, default=3)
+    parser.add_argument("--drive-seed", type=int, default=DRIVE_SEED, help="another route")
     parser.add_argument("--osm", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json-out", type=Path, default=None)
@@ -317,6 +366,7 @@ def main() -> None:
     world, drive_dir = prepare(args, workdir)
     results = [run_case(args, world, drive_dir, source) for source in ("perfect", "gnss")]
     results += refinement_cases(args, world, drive_dir)
+    results += two_pass_cases(args, world, drive_dir)
     for r in results:
         print(json.dumps(r))
     perfect = results[0]
@@ -342,6 +392,14 @@ def main() -> None:
         f"{verdict((pipeline['offset_m'] or 9) <= REFINED_OFFSET_TARGET_M)}), doubled-edge share "
         f"{pipeline['ghost_edge_share']} (target <= {DOUBLED_TARGET}: "
         f"{verdict((pipeline['ghost_edge_share'] or 1) <= DOUBLED_TARGET)})"
+    )
+    apart, aligned = (next(r for r in results if r["poses"] == name) for name in TWO_PASSES)
+    print(
+        f"two passes, tiles from both: doubled-edge share {aligned['ghost_edge_share']} aligned "
+        f"to the map, {apart['ghost_edge_share']} each refined alone (target <= "
+        f"{DOUBLED_TARGET}: {verdict((aligned['ghost_edge_share'] or 1) <= DOUBLED_TARGET)}); "
+        f"offset {aligned['offset_m']} m vs {apart['offset_m']} m, PSNR {aligned['psnr_db']} "
+        f"vs {apart['psnr_db']} dB"
     )
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2))

@@ -203,18 +203,28 @@ def match(catalog: Catalog, keys: list[SequenceKey]) -> None:
 
 
 def pose_drive(
-    ctx: TileContext, world: World, frames: list[Keyframe], drive_dir: Path
+    ctx: TileContext,
+    world: World,
+    frames: list[Keyframe],
+    drive_dir: Path,
+    *,
+    device_id: str = "bench",
+    start: datetime | None = None,
+    with_roads: bool = True,
 ) -> tuple[SequenceKey, PoseUpdate]:
-    """The world's roads and one drive's keyframes (device "bench", sequence "drive", the
-    drive's camera) in the catalog, matched by the real matcher and posed as the workers pose."""
-    store_world_roads(ctx.catalog, world)
+    """The world's roads (unless the catalog has them: `with_roads` False) and one drive's
+    keyframes (sequence "drive" of `device_id`, the drive's camera, from `start`) in the
+    catalog, matched by the real matcher and posed as the workers pose."""
+    if with_roads:
+        store_world_roads(ctx.catalog, world)
     key = seed_drive(
         ctx.catalog,
         ctx.store,
         frames,
-        device_id="bench",
+        device_id=device_id,
         sequence_id="drive",
         camera=calibration_of(drive_dir),
+        start=start,
     )
     match(ctx.catalog, [key])
     return key, update_poses(ctx, [key])

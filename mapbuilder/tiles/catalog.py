@@ -49,7 +49,8 @@ class PoseRefinement(Base):
     """How a sequence's poses were last refined (migration 0008): the sha256 of everything the
     refinement read (frames, poses, lanes, settings), so the same inputs are never refined twice,
     and the outcome: "registered", or "smoothed" with the reason refinement was not possible;
-    whether the steps between keyframes came from the device's odometry (migration 0009)."""
+    whether the steps between keyframes came from the device's odometry (migration 0009); how
+    many of its frames were registered with other sequences' frames in the map (migration 0010)."""
 
     __tablename__ = "pose_refinements"
 
@@ -68,6 +69,7 @@ class PoseRefinement(Base):
     # The device's odometry (migration 0009): "used", None when no frame had it, or why it
     # was ignored ("odometry_backwards", "odometry_too_fast"; `detail` says where).
     odometry: Mapped[str | None] = mapped_column(String(32))
+    map_pairs_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (Index("pose_refinements_outcome", "outcome", "reason"),)
 

@@ -118,7 +118,7 @@ def sequence_edges(
                 motion = register_pair(viewer.grid, view(i), view(j), guess)
                 if memo is not None:
                     memo.put(key, motion)
-            if _accepted(motion, guess, gates.min_response, gates.max_correction_m):
+            if accepted(motion, guess, gates.min_response, gates.max_correction_m):
                 found.append((i + offset, j + offset, motion))
     return _edges(found), tried
 
@@ -145,9 +145,9 @@ def cross_edges(
     found: list[tuple[int, int, RelativeMotion]] = []
     pairs = _nearest_earlier(labels, poses, gates)
     for i, j in pairs:
-        guess = _relative(poses, i, j)
+        guess = relative_motion(poses, i, j)
         motion = register_pair(viewer.grid, view(i), view(j), guess, near=True)
-        if _accepted(motion, guess, gates.min_response, gates.cross_max_correction_m):
+        if accepted(motion, guess, gates.min_response, gates.cross_max_correction_m):
             found.append((i, j, motion))
     return _edges(found), len(pairs)
 
@@ -155,18 +155,27 @@ def cross_edges(
 def _nearest_earlier(labels: IntArray, poses: FloatArray, gates: Gates) -> list[tuple[int, int]]:
     """(i, j): for each frame j, the nearest frame i of an earlier sequence that qualifies."""
     pairs = []
-    min_cos = math.cos(math.radians(gates.cross_max_angle_deg))
     for j in np.flatnonzero(labels > labels.min()):
         earlier = np.flatnonzero(labels < labels[j])
-        distance = np.hypot(poses[earlier, 0] - poses[j, 0], poses[earlier, 1] - poses[j, 1])
-        alike = np.cos(poses[earlier, 2] - poses[j, 2]) >= min_cos
-        near = alike & (distance <= gates.cross_radius_m)
-        if near.any():
-            pairs.append((int(earlier[near][np.argmin(distance[near])]), int(j)))
+        nearest = nearest_alike(poses[earlier], poses[j], gates)
+        if nearest is not None:
+            pairs.append((int(earlier[nearest]), int(j)))
     return pairs
 
 
-def _relative(poses: FloatArray, i: int, j: int) -> RelativeMotion:
+def nearest_alike(candidates: FloatArray, pose: FloatArray, gates: Gates) -> int | None:
+    """The row of `candidates` (x, y, heading rows) nearest to `pose` within `cross_radius_m`
+    that looks within `cross_max_angle_deg` the same way, or None."""
+    if candidates.size == 0:
+        return None
+    min_cos = math.cos(math.radians(gates.cross_max_angle_deg))
+    distance = np.hypot(candidates[:, 0] - pose[0], candidates[:, 1] - pose[1])
+    alike = np.cos(candidates[:, 2] - pose[2]) >= min_cos
+    near = np.flatnonzero(alike & (distance <= gates.cross_radius_m))
+    return int(near[np.argmin(distance[near])]) if near.size else None
+
+
+def relative_motion(poses: FloatArray, i: int, j: int) -> RelativeMotion:
     """Frame j's pose in frame i's camera frame, from (x, y, heading) rows."""
     dx, dy = poses[j, 0] - poses[i, 0], poses[j, 1] - poses[i, 1]
     h = poses[i, 2]
@@ -187,7 +196,7 @@ def _gnss_step(observed: Observed, i: int, j: int) -> RelativeMotion:
     return RelativeMotion(0.0, distance, math.degrees(turn), 0.0)
 
 
-def _accepted(
+def accepted(
     motion: RelativeMotion, guess: RelativeMotion, min_response: float, max_correction_m: float
 ) -> bool:
     """A registration to believe: a clear response, not implausibly far from the guess."""

@@ -60,7 +60,8 @@ def build_imagery(
 
 def tiles_status(catalog: Catalog) -> dict[str, Any]:
     """Built and dirty tiles per layer and zoom, posed frames, skipped frames by reason, and
-    sequences not refined or refined without their odometry, by reason."""
+    sequences not refined or refined without their odometry, by reason, and those aligned to
+    other sequences in the map."""
     layers = {}
     with catalog.session() as session:
         for name in LAYERS:
@@ -83,12 +84,19 @@ def tiles_status(catalog: Catalog) -> dict[str, Any]:
         odometry = session.execute(
             select(PoseRefinement.odometry, func.count()).group_by(PoseRefinement.odometry)
         ).all()
+        on_map = session.execute(
+            select(func.count()).where(
+                PoseRefinement.outcome == REGISTERED, PoseRefinement.map_pairs_used > 0
+            )
+        ).scalar_one()
     return {
         "layers": layers,
         "frames_posed": int(posed),
         "frames_skipped": {str(k): int(v) for k, v in sorted(skipped.items())},
         "sequences_pending": len(pending_sequences(catalog)),
         "sequences_refined": sum(int(n) for outcome, _, n in refinements if outcome == REGISTERED),
+        # Of those, the sequences registered with other sequences' frames in the map.
+        "sequences_aligned_to_map": int(on_map),
         "sequences_not_refined": {
             str(reason): int(n)
             for outcome, reason, n in sorted(refinements, key=str)

@@ -16,7 +16,9 @@ cannot average its bias away. Residuals, each divided by its standard deviation:
   every fix, so a step is known across a stop too, less well the longer it took), else the
   mean of the two keyframes' Doppler speeds (good to about 0.1 m/s even where positions wander;
   unknown across a stop);
-- lanes: the signed distance to the lane line the map matcher implies, where one is known.
+- lanes: the signed distance to the lane line the map matcher implies, where one is known;
+- anchors: a frame's pose seen from a frame of another sequence already in the map, whose
+  pose is held fixed (registration, weighted as one).
 
 Frames of several sequences (drives) may be solved together: bias, sideslip and travel link only
 frames of one sequence, registration edges may join any two frames.
@@ -98,6 +100,24 @@ class Lanes:
 
 
 @dataclass(frozen=True)
+class Anchored:
+    """Registrations with fixed poses: frame k seen from the pose (x, y, heading radians) of a
+    frame that is not solved for (right, forward metres; turn radians clockwise)."""
+
+    k: IntArray
+    x: FloatArray
+    y: FloatArray
+    heading_rad: FloatArray
+    right_m: FloatArray
+    forward_m: FloatArray
+    turn_rad: FloatArray
+
+
+_NONE = np.zeros(0, np.float64)
+NO_ANCHORS = Anchored(np.zeros(0, np.int64), _NONE, _NONE, _NONE, _NONE, _NONE, _NONE)
+
+
+@dataclass(frozen=True)
 class Observed:
     """What the receiver said per frame: local metres, heading (radians), time, accuracy scale."""
 
@@ -123,8 +143,10 @@ def wrap(angle: FloatArray) -> FloatArray:
 class _Graph:
     """Residuals and their sparse Jacobian over the packed unknowns (x, y, heading, bx, by)."""
 
-    def __init__(self, obs: Observed, edges: Edges, lanes: Lanes, s: GraphSettings) -> None:
-        self.obs, self.edges, self.lanes, self.s = obs, edges, lanes, s
+    def __init__(
+        self, obs: Observed, edges: Edges, lanes: Lanes, anchored: Anchored, s: GraphSettings
+    ) -> None:
+        self.obs, self.edges, self.lanes, self.anchored, self.s = obs, edges, lanes, anchored, s
         self.n = obs.x.size
         labels = np.zeros(self.n, np.int64) if obs.sequence is None else obs.sequence
         self.within = labels[1:] == labels[:-1]
@@ -144,6 +166,7 @@ class _Graph:
             *self._heading(v),
             *self._motion(v),
             self._lanes(v),
+            *self._anchors(v),
         ]
         residuals, rows, cols, values, start = [], [], [], [], 0
         for r, entries in blocks:
@@ -299,13 +322,41 @@ class _Graph:
         distance = lane.nx * (x[lane.k] - lane.x) + lane.ny * (y[lane.k] - lane.y)
         return distance / sigma, [(lane.k, lane.nx / sigma), (lane.k + n, lane.ny / sigma)]
 
+    def _anchors(self, v: FloatArray) -> list[_Block]:
+        """Frame k's pose seen from a fixed pose, as a registration: only k moves."""
+        x, y, h, _, _ = self.unpack(v)
+        a, n, sigma = self.anchored, self.n, self.s.odometry_sigma_m
+        dx, dy = x[a.k] - a.x, y[a.k] - a.y
+        sin_a, cos_a = np.sin(a.heading_rad), np.cos(a.heading_rad)
+        turn_sigma = np.radians(self.s.turn_sigma_deg)
+        return [
+            (
+                (dx * cos_a - dy * sin_a - a.right_m) / sigma,
+                [(a.k, cos_a / sigma), (a.k + n, -sin_a / sigma)],
+            ),
+            (
+                (dx * sin_a + dy * cos_a - a.forward_m) / sigma,
+                [(a.k, sin_a / sigma), (a.k + n, cos_a / sigma)],
+            ),
+            (
+                wrap(h[a.k] - a.heading_rad - a.turn_rad) / turn_sigma,
+                [(a.k + 2 * n, np.full(a.k.size, 1 / turn_sigma))],
+            ),
+        ]
 
-def solve(obs: Observed, edges: Edges, lanes: Lanes, settings: GraphSettings) -> FloatArray:
+
+def solve(
+    obs: Observed,
+    edges: Edges,
+    lanes: Lanes,
+    settings: GraphSettings,
+    anchored: Anchored = NO_ANCHORS,
+) -> FloatArray:
     """Refined (x, y, heading) per frame, as an (n, 3) array.
 
     Gauss-Newton with iteratively reweighted residuals (soft L1 beyond `robust_scale`): the
     problem is nearly linear, so a few sparse solves converge."""
-    graph = _Graph(obs, edges, lanes, settings)
+    graph = _Graph(obs, edges, lanes, anchored, settings)
     n = obs.x.size
     v = np.concatenate([obs.x, obs.y, obs.heading_rad, np.zeros(2 * n)])
     damping = identity(5 * n, format="csr") * 1e-9

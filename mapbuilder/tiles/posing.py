@@ -112,6 +112,7 @@ def _store_refinements(
             "seconds": round(o.seconds, 3),
             "refined_at": now,
             "odometry": o.odometry,
+            "map_pairs_used": o.map_pairs_used,
         }
         for o in outcomes
     ]

@@ -12,6 +12,9 @@ several drives over the same roads.
 4. With several sequences, each is refined alone first; then frames of later sequences are
    registered with the nearest frames of earlier ones (`constraints.cross_edges`) and all are
    solved together, so the drives agree with each other and their GNSS biases average out.
+5. Frames of other sequences already in the map (`anchors.Anchor`, poses held fixed) pull the
+   drives onto the map: each frame is registered with the nearest one
+   (`anchors.anchor_constraints`) and all is solved once more.
 
 One drive cannot remove its own correlated GNSS bias along the road: registration fixes the
 track's shape to centimetres, lanes fix it sideways, a turn (where the crossing road is
@@ -32,6 +35,7 @@ from numpy.typing import NDArray
 from mapbuilder.camera import CameraLike
 from mapbuilder.errors import MapError
 from mapbuilder.geo import LocalFrame
+from mapbuilder.tiles.anchors import Anchor, anchor_constraints
 from mapbuilder.tiles.bev import FramePose
 from mapbuilder.tiles.build import PosedFrame
 from mapbuilder.tiles.constraints import (
@@ -42,12 +46,20 @@ from mapbuilder.tiles.constraints import (
     lane_constraints,
     sequence_edges,
 )
-from mapbuilder.tiles.posegraph import Edges, GraphSettings, Observed, solve
+from mapbuilder.tiles.posegraph import (
+    NO_ANCHORS,
+    Anchored,
+    Edges,
+    GraphSettings,
+    Observed,
+    solve,
+)
 from mapbuilder.tiles.register import GroundGrid, GroundViewer
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 __all__ = [
+    "Anchor",
     "Drive",
     "LaneLine",
     "RefineSettings",
@@ -103,7 +115,8 @@ class Drive:
 @dataclass(frozen=True)
 class RefinedPoses:
     """One sequence's refined poses (same order as its frames) and what went into them;
-    `cross_pairs_used` and `seconds` are for the whole call."""
+    `cross_pairs_used`, `anchor_pairs_tried`, `anchor_pairs_used` and `seconds` are for the
+    whole call."""
 
     poses: list[FramePose]
     pairs_tried: int
@@ -111,6 +124,8 @@ class RefinedPoses:
     frames_on_lanes: int
     cross_pairs_used: int
     seconds: float
+    anchor_pairs_tried: int = 0
+    anchor_pairs_used: int = 0
 
 
 def refine_poses(
@@ -137,11 +152,13 @@ def refine_sequences(
     lanes: Sequence[LaneLine] = (),
     settings: RefineSettings | None = None,
     memo: RegistrationMemo | None = None,
+    anchors: Sequence[Anchor] = (),
 ) -> list[RefinedPoses]:
     """Each drive's poses refined as `refine_poses` does, then, with more than one drive, all
-    together with registrations between drives. One camera for all (one device's drives).
-    Registrations within a drive are looked up in, and added to, `memo` when given (frame ids
-    must then name their bytes, as catalog ids do)."""
+    together with registrations between drives, then registered with the `anchors` (frames of
+    other sequences whose poses stay as they are) and solved again. One camera for the drives
+    (one device's); each anchor has its own. Registrations within a drive are looked up in, and
+    added to, `memo` when given (frame ids must then name their bytes, as catalog ids do)."""
     s = settings or RefineSettings()
     started = time.perf_counter()
     for drive in drives:
@@ -165,6 +182,9 @@ def refine_sequences(
         labels = np.repeat(np.arange(len(drives)), [len(d.frames) for d in drives])
         cross, _ = cross_edges(frames, labels, refined, viewer, s.gates)
         refined = solve(observed, _joined([*within, cross]), lanes_found, s.graph)
+    anchored, anchors_tried = _onto_map(frames, refined, anchors, local, viewer, s.gates)
+    if anchored.k.size:
+        refined = solve(observed, _joined([*within, cross]), lanes_found, s.graph, anchored)
     lon, lat = local.to_wgs84(refined[:, 0], refined[:, 1])
     poses = [
         FramePose(float(lo), float(la), math.degrees(float(h)) % 360.0, f.pose.time_s)
@@ -174,10 +194,17 @@ def refine_sequences(
     results, start = [], 0
     for drive, edges, count in zip(drives, within, tried, strict=True):
         end = start + len(drive.frames)
-        anchored = int(np.count_nonzero((lanes_found.k >= start) & (lanes_found.k < end)))
+        on_lanes = int(np.count_nonzero((lanes_found.k >= start) & (lanes_found.k < end)))
         results.append(
             RefinedPoses(
-                poses[start:end], count, int(edges.i.size), anchored, int(cross.i.size), seconds
+                poses[start:end],
+                count,
+                int(edges.i.size),
+                on_lanes,
+                int(cross.i.size),
+                seconds,
+                anchors_tried,
+                int(anchored.k.size),
             )
         )
         start = end
@@ -187,20 +214,39 @@ def refine_sequences(
 def _observed(drives: Sequence[Drive], local: LocalFrame, max_gap_s: float) -> Observed:
     """What the receivers said, all drives one after another, labelled by part (`_parts`)."""
     frames = [f for drive in drives for f in drive.frames]
-    x, y = local.to_local(
-        np.array([f.pose.lon for f in frames]), np.array([f.pose.lat for f in frames])
-    )
+    reported = _local_poses([f.pose for f in frames], local)
     steps, from_odometer = zip(*(d.steps() for d in drives), strict=True)
     return Observed(
-        x,
-        y,
-        np.radians([f.pose.heading_deg for f in frames]),
+        reported[:, 0],
+        reported[:, 1],
+        reported[:, 2],
         np.array([f.pose.time_s for f in frames]),
         np.concatenate([_values(d.hdop, len(d.frames), 1.0) for d in drives]),
         np.concatenate(steps),
         _parts(drives, max_gap_s),
         np.concatenate(from_odometer),
     )
+
+
+def _onto_map(
+    frames: Sequence[PosedFrame],
+    refined: FloatArray,
+    anchors: Sequence[Anchor],
+    local: LocalFrame,
+    viewer: GroundViewer,
+    gates: Gates,
+) -> tuple[Anchored, int]:
+    """The frames (at their `refined` rows) registered with the anchors, and pairs tried."""
+    if not anchors:
+        return NO_ANCHORS, 0
+    fixed = _local_poses([a.frame.pose for a in anchors], local)
+    return anchor_constraints(frames, refined, anchors, fixed, viewer, gates)
+
+
+def _local_poses(poses: Sequence[FramePose], local: LocalFrame) -> FloatArray:
+    """(x, y, heading radians) rows in `local`, headings as `_observed` takes them."""
+    x, y = local.to_local(np.array([p.lon for p in poses]), np.array([p.lat for p in poses]))
+    return np.stack([x, y, np.radians([p.heading_deg for p in poses])], axis=1)
 
 
 def _parts(drives: Sequence[Drive], max_gap_s: float) -> NDArray[np.int64]:

@@ -7,6 +7,9 @@ poses that came out. The digest of all of it (with the refinement's settings) de
 sequence must be refined again: the same inputs give the stored poses back, so a sequence is
 refined once per change, whichever task asks first.
 
+Other sequences' frames whose refined poses are already in the map, near this sequence, are read
+too (`map_frames`): refinement aligns the sequence to them, so their poses are in the digest.
+
 The odometry is the distance driven since the trip began, so it must not decrease along the
 sequence, nor imply a speed no car drives: a sequence whose odometry does either is refined
 without it (steps from the keyframes' speeds, as for a device that sends none), and the reason
@@ -18,13 +21,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
+import numpy as np
+from sqlalchemy import and_, not_, select
 
-from ingest.catalog import Camera, Frame
+from ingest.catalog import Camera, Frame, FrameState
 from ingest.db import Catalog
 from ingest.states import SequenceKey
 from mapbuilder.catalog import FrameMatch, RoadSegmentRow
@@ -40,6 +45,10 @@ MAX_STEP_S = 2.0
 # Odometry implying a faster step than this between keyframes is broken (ingest refuses fixes
 # that imply it too).
 MAX_ODOMETRY_SPEED_MPS = 70.0
+METRES_PER_DEGREE = 111_320.0
+# Map frames are looked up around this many consecutive poses at a time (one bounding box
+# each), so a long sequence does not read the whole city between its ends.
+MAP_QUERY_CHUNK = 64
 ODOMETRY_USED = "used"
 ODOMETRY_BACKWARDS = "odometry_backwards"
 ODOMETRY_TOO_FAST = "odometry_too_fast"
@@ -82,6 +91,84 @@ class SequenceInputs:
     frames: list[FrameInputs]
     roads: list[MatchedRoad]
     calibrations: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class MapFrame:
+    """A frame of another sequence whose refined pose is in the map: where its JPEG is, its
+    camera (with calibration) and its stored pose."""
+
+    frame_id: str
+    object_key: str
+    camera_id: str
+    calibration: dict[str, Any]
+    pose: FramePose
+
+
+def map_frames(
+    catalog: Catalog, key: SequenceKey, found: Sequence[CatalogPose], reach_m: float, source: str
+) -> list[MapFrame]:
+    """Accepted frames of other sequences posed by `source` within `reach_m` of any of these
+    poses, by frame id."""
+    near: dict[str, MapFrame] = {}
+    for start in range(0, len(found), MAP_QUERY_CHUNK):
+        chunk = found[start : start + MAP_QUERY_CHUNK]
+        for frame in _map_frames_around(catalog, key, chunk, reach_m, source):
+            near[frame.frame_id] = frame
+    return [near[frame_id] for frame_id in sorted(near)]
+
+
+def _map_frames_around(
+    catalog: Catalog, key: SequenceKey, chunk: Sequence[CatalogPose], reach_m: float, source: str
+) -> list[MapFrame]:
+    """`map_frames` for one chunk: a bounding-box query, then the exact distance."""
+    lon = [p.pose.lon for p in chunk]
+    lat = [p.pose.lat for p in chunk]
+    pad_lat = reach_m / METRES_PER_DEGREE
+    pad_lon = pad_lat / max(math.cos(math.radians(max(map(abs, lat)))), 0.01)
+    with catalog.session() as session:
+        rows = session.execute(
+            select(
+                FramePoseRow.frame_id,
+                Frame.object_key,
+                FramePoseRow.camera_id,
+                Camera.calibration,
+                FramePoseRow.lon,
+                FramePoseRow.lat,
+                FramePoseRow.heading_deg,
+                Frame.capture_time,
+            )
+            .join(Frame, Frame.frame_id == FramePoseRow.frame_id)
+            .join(Camera, Camera.camera_id == FramePoseRow.camera_id)
+            .where(
+                FramePoseRow.source == source,
+                Frame.state == FrameState.ACCEPTED,
+                FramePoseRow.lat.between(min(lat) - pad_lat, max(lat) + pad_lat),
+                FramePoseRow.lon.between(min(lon) - pad_lon, max(lon) + pad_lon),
+                not_(and_(Frame.device_id == key[0], Frame.sequence_id == key[1])),
+            )
+        ).all()
+    found = [
+        MapFrame(frame_id, object_key, camera_id, calibration, FramePose(lo, la, h, t.timestamp()))
+        for frame_id, object_key, camera_id, calibration, lo, la, h, t in rows
+    ]
+    return within_reach(found, chunk, reach_m)
+
+
+def within_reach(
+    frames: Sequence[MapFrame], poses: Sequence[CatalogPose], reach_m: float
+) -> list[MapFrame]:
+    """The map frames within `reach_m` of any of these (nearby) poses (equirectangular)."""
+    if not frames or not poses:
+        return []
+    lon = np.array([p.pose.lon for p in poses])
+    lat = np.array([p.pose.lat for p in poses])
+    their_lon = np.array([[m.pose.lon] for m in frames])
+    their_lat = np.array([[m.pose.lat] for m in frames])
+    east = (their_lon - lon) * np.cos(np.radians(lat)) * METRES_PER_DEGREE
+    north = (their_lat - lat) * METRES_PER_DEGREE
+    near = np.min(np.hypot(east, north), axis=1) <= reach_m
+    return [m for m, keep in zip(frames, near, strict=True) if keep]
 
 
 def read_inputs(catalog: Catalog, found: Sequence[CatalogPose]) -> SequenceInputs:
@@ -201,11 +288,16 @@ def _too_fast(
 
 
 def inputs_sha256(
-    found: Sequence[CatalogPose], inputs: SequenceInputs, lanes: Sequence[LaneLine], settings: str
+    found: Sequence[CatalogPose],
+    inputs: SequenceInputs,
+    lanes: Sequence[LaneLine],
+    settings: str,
+    near: Sequence[MapFrame] = (),
 ) -> str:
     """The sha256 of everything a refinement of the sequence reads, `settings` included (the
-    refinement's settings and version, as text)."""
+    refinement's settings and version, as text), and the map frames `near` it."""
     payload = {
+        "map": [[m.frame_id, m.camera_id, m.calibration, *astuple(m.pose)] for m in near],
         "settings": settings,
         "frames": [
             [p.frame_id, p.camera_id, *astuple(p.pose), *astuple(f)]

@@ -3,7 +3,10 @@
 `CatalogRefiner` is the pipeline's: for each sequence it reads what refinement needs from the
 catalog (`refine_inputs`: the receiver's fixes, speeds and HDOP, the device's odometry), lane
 lines from the roads the sequence was matched to (`lanes`) and the frames from the object store,
-and refines them from the receiver's fixes, unless the very same inputs were refined before:
+and refines them from the receiver's fixes, aligned to the frames of other sequences already
+refined near it (`refine_inputs.map_frames`, the map: their poses stay as they are; a sequence
+refined earlier in the same run counts with its new poses), unless the very same inputs
+(the map frames near it included) were refined before:
 then the stored poses come back, so a sequence is refined once per change whichever task asks
 first, and the tiles built from it do not depend on the order blocks are built in. A sequence
 that cannot be refined keeps its smoothed poses and the reason is recorded; it never fails the
@@ -26,7 +29,7 @@ import numpy as np
 from ingest.db import Catalog
 from ingest.states import SequenceKey
 from ingest.storage import ObjectStore
-from mapbuilder.camera import CameraLike, PinholeCamera
+from mapbuilder.camera import CalibrationError, CameraLike, PinholeCamera
 from mapbuilder.errors import MapError
 from mapbuilder.tiles.bev import FramePose, U8Image
 from mapbuilder.tiles.build import PosedFrame
@@ -35,6 +38,7 @@ from mapbuilder.tiles.frames import FrameUnreadableError, read_frame
 from mapbuilder.tiles.lanes import lane_lines
 from mapbuilder.tiles.poses import SMOOTHED, CatalogPose, PoseRefiner
 from mapbuilder.tiles.refine import (
+    Anchor,
     Drive,
     LaneLine,
     PoseRefinementError,
@@ -43,25 +47,32 @@ from mapbuilder.tiles.refine import (
     refine_sequences,
 )
 from mapbuilder.tiles.refine_inputs import (
+    MapFrame,
     Odometry,
     SequenceInputs,
     inputs_sha256,
     last_refinement,
+    map_frames,
     odometry,
     read_inputs,
     steps_m,
     stored_poses,
+    within_reach,
 )
 
 log = logging.getLogger(__name__)
 REGISTERED = "registered"
 # Part of every sequence's input digest: change it when refinement gives other answers for the
 # same inputs, and every sequence is refined again the next time it is posed.
-REFINER_VERSION = 2
+REFINER_VERSION = 3
 # GNSS is off by a few metres, in a street canyon by ten: a refined pose farther than this from
 # the receiver's fix means registration went wrong, and the smoothed poses are kept.
 MAX_SHIFT_M = 20.0
 METRES_PER_DEGREE = 111_320.0
+# Map frames this close to a sequence's smoothed poses may be registered with it: the pairing
+# radius (`Gates.cross_radius_m`) plus how far refinement may move a pose from its fix in an
+# open street.
+MAP_REACH_M = 15.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class RefinementOutcome:
     frames_on_lanes: int = 0
     seconds: float = 0.0
     odometry: str | None = None
+    map_pairs_used: int = 0
 
 
 class NotRefinedError(MapError):
@@ -97,6 +109,7 @@ class _Refined:
     pairs_tried: int
     pairs_used: int
     frames_on_lanes: int
+    map_pairs_used: int = 0
 
 
 class CatalogRefiner:
@@ -118,14 +131,19 @@ class CatalogRefiner:
         # its new pairs (catalog frame ids name their bytes, as the memo requires).
         self.memo = memo
         self.outcomes: list[RefinementOutcome] = []
+        # Poses registered in this run, not stored yet: later sequences align to them.
+        self._registered_now: dict[str, MapFrame] = {}
 
     def __call__(self, found: Sequence[CatalogPose]) -> list[CatalogPose]:
         """One sequence's smoothed poses (time order) refined: same frames, same order."""
         inputs = read_inputs(self.catalog, found)
         lanes = lane_lines(inputs.roads)
-        digest = inputs_sha256(found, inputs, lanes, f"{REFINER_VERSION}:{self.settings!r}")
+        near = self._map_near(inputs, found)
+        settings = f"{REFINER_VERSION}:{self.settings!r}"
+        digest = inputs_sha256(found, inputs, lanes, settings, near)
         reused = self._reused(found, inputs.key, digest)
         if reused is not None:
+            self._remember(reused, inputs)
             return reused
         started = time.perf_counter()
         driven = odometry(found, inputs)
@@ -135,7 +153,7 @@ class CatalogRefiner:
             inputs.key, digest, REGISTERED, None, driven.detail, len(found), odometry=driven.status
         )
         try:
-            refined = self._refine(found, inputs, lanes, driven)
+            refined = self._refine(found, inputs, lanes, driven, near)
         except NotRefinedError as skip:
             log.warning("sequence %s/%s keeps its smoothed poses: %s", *inputs.key, skip.detail)
             poses = list(found)
@@ -143,14 +161,35 @@ class CatalogRefiner:
             outcome = replace(outcome, outcome=SMOOTHED, reason=skip.reason, detail=detail)
         else:
             poses = refined.poses
+            self._remember(poses, inputs)
             outcome = replace(
                 outcome,
                 pairs_tried=refined.pairs_tried,
                 pairs_used=refined.pairs_used,
                 frames_on_lanes=refined.frames_on_lanes,
+                map_pairs_used=refined.map_pairs_used,
             )
         self.outcomes.append(replace(outcome, seconds=time.perf_counter() - started))
         return poses
+
+    def _map_near(self, inputs: SequenceInputs, found: Sequence[CatalogPose]) -> list[MapFrame]:
+        """Frames of other sequences in the map near these poses: as stored, or as registered
+        earlier in this run."""
+        stored = map_frames(self.catalog, inputs.key, found, MAP_REACH_M, REGISTERED)
+        near = {m.frame_id: m for m in stored}
+        own = {p.frame_id for p in found}
+        fresh = [m for m in self._registered_now.values() if m.frame_id not in own]
+        near.update((m.frame_id, m) for m in within_reach(fresh, found, MAP_REACH_M))
+        return [near[frame_id] for frame_id in sorted(near)]
+
+    def _remember(self, poses: Sequence[CatalogPose], inputs: SequenceInputs) -> None:
+        """Keep the sequence's registered poses as map frames for the sequences after it."""
+        for posed, frame in zip(poses, inputs.frames, strict=True):
+            if posed.source == REGISTERED:
+                calibration = inputs.calibrations[posed.camera_id]
+                self._registered_now[posed.frame_id] = MapFrame(
+                    posed.frame_id, frame.object_key, posed.camera_id, calibration, posed.pose
+                )
 
     def _reused(
         self, found: Sequence[CatalogPose], key: SequenceKey, digest: str
@@ -169,8 +208,10 @@ class CatalogRefiner:
         inputs: SequenceInputs,
         lanes: list[LaneLine],
         driven: Odometry,
+        near: Sequence[MapFrame],
     ) -> _Refined:
         objects = {p.frame_id: f.object_key for p, f in zip(found, inputs.frames, strict=True)}
+        objects.update((m.frame_id, m.object_key) for m in near)
 
         def load(frame_id: str) -> U8Image:
             return read_frame(self.store, frame_id, objects[frame_id], grey=True)
@@ -194,7 +235,29 @@ class CatalogRefiner:
             step_m=steps_m(found, inputs),
             settings=self.settings,
             memo=self.memo,
+            anchors=_anchors(near, load),
         )
+
+
+def _anchors(near: Sequence[MapFrame], load: Callable[[str], U8Image]) -> list[Anchor]:
+    """The map frames as anchors, one camera object per camera; frames of a camera whose
+    calibration no longer makes a camera are left out."""
+    cameras: dict[str, CameraLike | None] = {}
+    anchors = []
+    for frame in near:
+        if frame.camera_id not in cameras:
+            try:
+                cameras[frame.camera_id] = PinholeCamera.from_calibration(frame.calibration)
+            except CalibrationError:
+                cameras[frame.camera_id] = None
+        camera = cameras[frame.camera_id]
+        if camera is not None:
+            anchors.append(
+                Anchor(
+                    PosedFrame(frame.frame_id, frame.pose, partial(load, frame.frame_id)), camera
+                )
+            )
+    return anchors
 
 
 def pose_refiner(
@@ -229,14 +292,16 @@ def _refine_runs(
     travelled_m: Sequence[float | None] | None = None,
     step_m: Sequence[float | None] | None = None,
     memo: RegistrationMemo | None = None,
+    anchors: Sequence[Anchor] = (),
 ) -> _Refined:
-    """Each run of frames from one camera refined on its own; `NotRefinedError` when any cannot be."""
+    """Each run of frames from one camera refined on its own, aligned to the `anchors`;
+    `NotRefinedError` when any cannot be."""
     if len(found) < 2:
         raise NotRefinedError(
             "too_few_frames", "a single frame has no neighbour to be registered with"
         )
     refined: list[CatalogPose] = []
-    tried = used = anchored = 0
+    tried = used = on_lanes = on_map = 0
     start = 0
     for camera_id, group in groupby(found, key=lambda p: p.camera_id):
         run = list(group)
@@ -251,15 +316,17 @@ def _refine_runs(
                 travelled_m=None if travelled_m is None else travelled_m[start:end],
                 step_m=None if step_m is None else step_m[start:end],
             )
-            result = _refined_run(drive, camera_of(camera_id), lanes, settings, memo)
+            camera = camera_of(camera_id)
+            result = _refined_run(drive, camera, lanes, settings, memo, anchors)
             refined.extend(
                 replace(p, pose=pose, source=REGISTERED)
                 for p, pose in zip(run, result.poses, strict=True)
             )
             tried, used = tried + result.pairs_tried, used + result.pairs_used
-            anchored += result.frames_on_lanes
+            on_lanes += result.frames_on_lanes
+            on_map += result.anchor_pairs_used
         start = end
-    return _Refined(refined, tried, used, anchored)
+    return _Refined(refined, tried, used, on_lanes, on_map)
 
 
 def _refined_run(
@@ -268,11 +335,14 @@ def _refined_run(
     lanes: Sequence[LaneLine],
     settings: RefineSettings,
     memo: RegistrationMemo | None,
+    anchors: Sequence[Anchor],
 ) -> RefinedPoses:
     """One camera's run refined, poses rounded as the smoothed ones are (0.1 mm, 1e-4 degree),
     or `NotRefinedError` saying why not."""
     try:
-        result = refine_sequences([drive], camera, lanes=lanes, settings=settings, memo=memo)[0]
+        result = refine_sequences(
+            [drive], camera, lanes=lanes, settings=settings, memo=memo, anchors=anchors
+        )[0]
     except FrameUnreadableError as exc:
         raise NotRefinedError("frame_unreadable", f"{exc}; the tiles are built without it") from exc
     except PoseRefinementError as exc:

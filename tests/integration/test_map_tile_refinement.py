@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -110,8 +112,11 @@ class Errors:
     step: float
 
 
-def _errors(poses: dict[str, tuple[float, float]], truth: list[Keyframe]) -> Errors:
-    """The errors of `poses` (lon, lat by frame id) over the frames that have one."""
+def _offsets(
+    poses: dict[str, tuple[float, float]], truth: list[Keyframe]
+) -> tuple[np.ndarray, np.ndarray, list[Keyframe]]:
+    """East and north metres of `poses` (lon, lat by frame id) from the truth, over the frames
+    that have one (returned too)."""
     local = LocalFrame(truth[0].lon, truth[0].lat)
     known = [f for f in truth if f.frame_id in poses]
     tx, ty = local.to_local(np.array([f.lon for f in known]), np.array([f.lat for f in known]))
@@ -119,7 +124,12 @@ def _errors(poses: dict[str, tuple[float, float]], truth: list[Keyframe]) -> Err
         np.array([poses[f.frame_id][0] for f in known]),
         np.array([poses[f.frame_id][1] for f in known]),
     )
-    ex, ey = px - tx, py - ty
+    return px - tx, py - ty, known
+
+
+def _errors(poses: dict[str, tuple[float, float]], truth: list[Keyframe]) -> Errors:
+    """The errors of `poses` (lon, lat by frame id) over the frames that have one."""
+    ex, ey, known = _offsets(poses, truth)
     heading = np.radians([f.heading_deg for f in known])
     along = ex * np.sin(heading) + ey * np.cos(heading)
     across = ex * np.cos(heading) - ey * np.sin(heading)
@@ -308,3 +318,63 @@ def test_the_devices_odometry_is_used_and_a_broken_one_is_ignored_with_the_reaso
     assert max(moved) > 0.001  # without the odometry they would be bit for bit the same
     assert broken.outcome == "registered" and "at index 8 to" in broken.detail
     assert broken_poses == plain_poses
+
+
+def _reencoded(frame: Keyframe) -> Keyframe:
+    """The frame as another dashcam's JPEG encoder would write it (other bytes, so another id)."""
+    pixels = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert pixels is not None
+    encoded, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert encoded
+    return replace(frame, jpeg=jpeg.tobytes())
+
+
+def _median_offset(poses: dict[str, tuple[float, float]], truth: list[Keyframe]) -> np.ndarray:
+    """The median (east, north) offset of `poses` from the truth, over the frames they hold."""
+    ex, ey, _ = _offsets(poses, truth)
+    return np.array([np.median(ex), np.median(ey)])
+
+
+def test_a_later_drive_is_aligned_to_the_sequences_already_in_the_map(
+    ctx: TileContext,
+    reported: list[Keyframe],
+    truth: list[Keyframe],
+    sharp_drive: Path,
+    grid_world: World,
+    tmp_path: Path,
+) -> None:
+    """Another device drives the same road the next day, its keyframes 2 m further on and its
+    receiver biased the other way. Refined on its own it lands where its GNSS bias puts it;
+    posed in the catalog that holds the first drive, it is registered with that drive's frames
+    and lands on them (the first drive's poses stay as they were), and the record says so."""
+    _seed(ctx, reported, sharp_drive)
+    update_poses(ctx, [(DEVICE, SEQUENCE)])
+    first = _poses(ctx.catalog)
+    later_truth = [_reencoded(f) for f in keyframes(grid_world, sharp_drive, start=12)]
+    later = with_gnss_error(later_truth, bias_m=(-1.0, 1.5), jitter_m=0.4, heading_deg=1.5, seed=8)
+    alone, alone_poses = _refined_in_own_catalog(tmp_path / "alone", grid_world, later, sharp_drive)
+    key = seed_drive(
+        ctx.catalog,
+        ctx.store,
+        later,
+        device_id="device-b",
+        sequence_id=SEQUENCE,
+        camera=calibration_of(sharp_drive),
+        start=datetime(2026, 11, 3, 9, 0, tzinfo=UTC),
+    )
+    match(ctx.catalog, [key])
+    update = update_poses(ctx, [key])
+    assert update.refined == 1
+    with ctx.catalog.session() as session:
+        record = session.get(PoseRefinement, key)
+        assert record is not None
+        aligned_pairs, alone_pairs = record.map_pairs_used, alone.map_pairs_used
+    assert alone_pairs == 0 and aligned_pairs > len(later) / 2
+    poses = _poses(ctx.catalog)
+    assert {k: poses[k] for k in first} == first
+    reference = _median_offset({k: p[:2] for k, p in first.items()}, truth)
+    apart_alone = _median_offset({k: p[:2] for k, p in alone_poses.items()}, later_truth)
+    aligned = _median_offset({k: poses[k][:2] for k in alone_poses}, later_truth)
+    assert np.hypot(*(apart_alone - reference)) > 0.5
+    assert np.hypot(*(aligned - reference)) < 0.15
+    assert tiles_status(ctx.catalog)["sequences_aligned_to_map"] == 1

@@ -19,7 +19,13 @@ from mapbuilder.tiles.build import PosedFrame
 from mapbuilder.tiles.constraints import RegistrationMemo
 from mapbuilder.tiles.posegraph import Edges, GraphSettings, Lanes, Observed, solve, wrap
 from mapbuilder.tiles.poses import CatalogPose
-from mapbuilder.tiles.refine import Drive, PoseRefinementError, refine_poses, refine_sequences
+from mapbuilder.tiles.refine import (
+    Anchor,
+    Drive,
+    PoseRefinementError,
+    refine_poses,
+    refine_sequences,
+)
 from mapbuilder.tiles.refine_inputs import FrameInputs, SequenceInputs, odometry
 from mapbuilder.tiles.refiner import REGISTERED, NotRefinedError, pose_refiner
 from mapbuilder.tiles.register import GroundViewer, RelativeMotion, register_pair
@@ -203,6 +209,33 @@ def test_two_drives_over_one_road_are_aligned_to_each_other(
     disagreement = np.median(np.hypot(*(errors[0] - errors[1]).T))
     assert disagreement < 0.1
     assert all(np.median(np.hypot(*e.T)) < 0.5 for e in errors)
+
+
+def test_a_drive_is_aligned_to_the_map_whose_poses_stay_fixed(
+    texture: NDArray[np.float32],
+) -> None:
+    """Frames already in the map at their true poses anchor a new drive whose GNSS is biased
+    1.2 m: its frames land within 10 cm of the map, where alone they stay near the bias."""
+    truth = _drive(14)
+    lon, lat = LocalFrame(LON, LAT).to_wgs84(truth[:, 0], truth[:, 1])
+    map_poses = [
+        FramePose(float(lo), float(la), h, 0.0)
+        for lo, la, h in zip(lon, lat, truth[:, 2], strict=True)
+    ]
+    anchors = [
+        Anchor(PosedFrame(f"map-{k}", pose, partial(_render, texture, *truth[k])), CAMERA)
+        for k, pose in enumerate(map_poses)
+    ]
+    later = truth + np.array([0.4, 1.3, 0.0])
+    images = [_render(texture, *pose) for pose in later]
+    biased = _noisy_poses(later + np.array([1.0, 0.6, 0.0]), seed=12, jitter_m=0.1)
+    drive = Drive(_posed(images, biased))
+    alone = refine_sequences([drive], CAMERA)[0]
+    aligned = refine_sequences([drive], CAMERA, anchors=anchors)[0]
+    assert aligned.anchor_pairs_tried == 14 and aligned.anchor_pairs_used >= 10
+    assert alone.anchor_pairs_tried == alone.anchor_pairs_used == 0
+    assert np.median(np.hypot(*_offsets(alone.poses, later).T)) > 0.8
+    assert np.median(np.hypot(*_offsets(aligned.poses, later).T)) < 0.1
 
 
 def test_featureless_road_is_not_registered() -> None:
