@@ -87,15 +87,20 @@ def send_block(layer_name: str, block: Block) -> None:
 
 
 def poses_job(keys: list[list[str]]) -> dict[str, Any]:
-    """Pose the matched frames of these (device_id, sequence_id) sequences; queue dirty blocks."""
+    """Pose the matched frames of these (device_id, sequence_id) sequences; queue dirty blocks,
+    and the posing of sequences whose map these poses changed."""
     update = update_poses(worker_tiles(), [(device, sequence) for device, sequence in keys])
     for block in update.blocks:
         send_block(IMAGERY, block)
+    if update.realign:
+        realign = [list(key) for key in update.realign]
+        current_app.send_task(TILES_POSES_TASK, args=[realign], queue=TILES_QUEUE)
     return {
         "posed": update.posed,
         "skipped": update.skipped,
         "tiles_marked": update.tiles_marked,
         "blocks": len(update.blocks),
+        "realign": len(update.realign),
     }
 
 

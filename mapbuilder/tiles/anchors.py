@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -30,7 +31,13 @@ from mapbuilder.tiles.constraints import (
 )
 from mapbuilder.tiles.frames import FrameUnreadableError
 from mapbuilder.tiles.posegraph import Anchored
-from mapbuilder.tiles.register import GroundView, GroundViewer, RelativeMotion, register_pair
+from mapbuilder.tiles.register import (
+    GroundGrid,
+    GroundView,
+    GroundViewer,
+    RelativeMotion,
+    register_pair,
+)
 
 FloatArray = NDArray[np.float64]
 log = logging.getLogger(__name__)
@@ -38,48 +45,54 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Anchor:
-    """A frame of another sequence, already refined: `frame.pose` is held fixed. Anchors that
-    share a camera object share its ground viewer."""
+    """A frame of another sequence, already refined: `frame.pose` is held fixed. Anchors of one
+    `camera_id` share one camera and its ground viewer."""
 
     frame: PosedFrame
     camera: CameraLike
+    camera_id: str
 
 
 class _AnchorViews:
     """Ground views of anchor frames, each through its own camera's viewer on `grid`; the
     most recently used `VIEW_CACHE` are kept (neighbouring frames share their anchors). An
-    anchor whose frame cannot be read is left out: the map's damage is not this sequence's."""
+    anchor whose frame cannot be read, or whose camera gives no viewer, is left out: the map's
+    damage is not this sequence's."""
 
-    def __init__(self, anchors: Sequence[Anchor], viewer: GroundViewer) -> None:
+    def __init__(self, anchors: Sequence[Anchor], grid: GroundGrid) -> None:
         self.anchors = anchors
-        self.grid = viewer.grid
-        self._viewers: dict[int, GroundViewer] = {}
+        self.grid = grid
+        self._viewers: dict[str, GroundViewer | None] = {}
         self._views: OrderedDict[int, GroundView] = OrderedDict()
-        self.unreadable: set[int] = set()
 
     def view(self, k: int) -> GroundView | None:
-        if k in self.unreadable:
-            return None
+        """Anchor k's ground view, or None when it cannot be had."""
         if k not in self._views:
             anchor = self.anchors[k]
+            viewer = self._viewer(anchor)
+            if viewer is None:
+                return None
             try:
                 pixels = anchor.frame.load()
             except FrameUnreadableError as exc:
                 log.warning(
                     "map frame %s left out of the alignment: %s", anchor.frame.frame_id, exc
                 )
-                self.unreadable.add(k)
                 return None
-            self._views[k] = self._viewer(anchor.camera).view(pixels)
+            self._views[k] = viewer.view(pixels)
             if len(self._views) > VIEW_CACHE:
                 self._views.popitem(last=False)
         self._views.move_to_end(k)
         return self._views[k]
 
-    def _viewer(self, camera: CameraLike) -> GroundViewer:
-        if id(camera) not in self._viewers:
-            self._viewers[id(camera)] = GroundViewer(camera, self.grid)
-        return self._viewers[id(camera)]
+    def _viewer(self, anchor: Anchor) -> GroundViewer | None:
+        if anchor.camera_id not in self._viewers:
+            try:
+                self._viewers[anchor.camera_id] = GroundViewer(anchor.camera, self.grid)
+            except (cv2.error, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+                log.warning("map frames of camera %s left out: %s", anchor.camera_id, exc)
+                self._viewers[anchor.camera_id] = None
+        return self._viewers[anchor.camera_id]
 
 
 def anchor_constraints(
@@ -91,24 +104,24 @@ def anchor_constraints(
     gates: Gates,
 ) -> tuple[Anchored, int]:
     """Each frame (local x, y, heading rows in `poses`, refined without anchors) registered with
-    the nearest anchor (rows of `anchor_poses`, the same local frame) that qualifies; those
-    passing the gates, and how many were tried."""
-    views = _AnchorViews(anchors, viewer)
+    the nearest anchor (rows of `anchor_poses`, the same local frame) that qualifies and can be
+    viewed; those passing the gates, and how many were tried."""
+    views = _AnchorViews(anchors, viewer.grid)
+    usable = np.array(anchor_poses, np.float64)  # rows of anchors that cannot be viewed go NaN
     found: list[tuple[int, int, RelativeMotion]] = []
     tried = 0
     for j in range(len(frames)):
-        nearest = nearest_alike(anchor_poses, poses[j], gates)
-        anchor_view = None if nearest is None else views.view(nearest)
+        nearest, anchor_view = _viewable_nearest(views, usable, poses[j], gates)
         if nearest is None or anchor_view is None:
             continue
         tried += 1
-        guess = relative_motion(np.stack([anchor_poses[nearest], poses[j]]), 0, 1)
+        guess = relative_motion(np.stack([usable[nearest], poses[j]]), 0, 1)
         motion = register_pair(
             viewer.grid, anchor_view, viewer.view(frames[j].load()), guess, near=True
         )
         if accepted(motion, guess, gates.min_response, gates.cross_max_correction_m):
             found.append((nearest, j, motion))
-    fixed = anchor_poses[[i for i, _, _ in found]].reshape(-1, 3)
+    fixed = usable[[i for i, _, _ in found]].reshape(-1, 3)
     return Anchored(
         np.array([j for _, j, _ in found], np.int64),
         fixed[:, 0],
@@ -118,3 +131,16 @@ def anchor_constraints(
         np.array([m.forward_m for _, _, m in found], np.float64),
         np.radians(np.array([m.turn_deg for _, _, m in found], np.float64)),
     ), tried
+
+
+def _viewable_nearest(
+    views: _AnchorViews, usable: FloatArray, pose: FloatArray, gates: Gates
+) -> tuple[int | None, GroundView | None]:
+    """The nearest qualifying anchor that can be viewed, and its view; anchors that cannot be
+    are struck out of `usable` (NaN) on the way."""
+    while (nearest := nearest_alike(usable, pose, gates)) is not None:
+        anchor_view = views.view(nearest)
+        if anchor_view is not None:
+            return nearest, anchor_view
+        usable[nearest] = np.nan
+    return None, None

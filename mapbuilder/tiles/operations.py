@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ingest.db import Catalog
+from ingest.states import SequenceKey
 from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement, PoseSkip
 from mapbuilder.tiles.context import IMAGERY, TileContext
 from mapbuilder.tiles.dirty import layer_counts
@@ -22,7 +23,8 @@ from mapbuilder.tiles.refiner import REGISTERED
 @dataclass(frozen=True)
 class BuildRun:
     """What `build_imagery` did: sequences posed first (refined, or kept smoothed by reason),
-    tiles marked by `--all`, the build."""
+    tiles marked by `--all`, the build; and the sequences posed again after them to line up
+    with the map they changed (`sequences_realigned`)."""
 
     sequences_posed: int
     frames_posed: int
@@ -31,6 +33,7 @@ class BuildRun:
     summary: BuildSummary
     sequences_refined: int = 0
     sequences_not_refined: dict[str, int] = field(default_factory=dict)
+    sequences_realigned: int = 0
 
 
 def build_imagery(
@@ -45,6 +48,7 @@ def build_imagery(
     imagery_layer(layer_name)
     keys = pending_sequences(ctx.catalog)
     update = update_poses(ctx, keys)
+    realigned = _realign(ctx, update.realign)
     marked = mark_everything(ctx) if everything else 0
     summary = build_dirty(ctx, layer_name, min_zoom=min_zoom, on_block=on_block)
     return BuildRun(
@@ -55,7 +59,18 @@ def build_imagery(
         summary,
         update.refined,
         update.not_refined,
+        realigned,
     )
+
+
+def _realign(ctx: TileContext, keys: list[SequenceKey]) -> int:
+    """Pose these sequences again, then those their new poses concern, until none is left (each
+    round moves on to sequences that reached the catalog later, so it ends); how many."""
+    done = 0
+    while keys:
+        done += len(keys)
+        keys = update_poses(ctx, keys).realign
+    return done
 
 
 def tiles_status(catalog: Catalog) -> dict[str, Any]:

@@ -10,6 +10,7 @@ give the stored poses back and mark nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,7 @@ from mapbuilder.tiles.bev import BevSettings, FramePose, FrameProjector
 from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement, PoseSkip, TileRow
 from mapbuilder.tiles.context import IMAGERY, TileContext
 from mapbuilder.tiles.dirty import Block, block_of, dialect_insert, mark_dirty
+from mapbuilder.tiles.map_frames import sequence_order
 from mapbuilder.tiles.mercator import Tile
 from mapbuilder.tiles.poses import CatalogPose, Poses, poses_for
 from mapbuilder.tiles.refiner import REGISTERED, CatalogRefiner, RefinementOutcome
@@ -40,7 +42,8 @@ _ID_CHUNK = 500
 class PoseUpdate:
     """What `update_poses` did: frames posed and skipped (by reason), tiles and blocks dirtied,
     sequences refined now and those that keep their smoothed poses (by reason); sequences whose
-    inputs were refined before count in neither."""
+    inputs were refined before count in neither. `realign`: sequences to pose next, whose map
+    changed (`CatalogRefiner.realign`)."""
 
     posed: int
     skipped: dict[str, int]
@@ -48,6 +51,7 @@ class PoseUpdate:
     blocks: list[Block]
     refined: int = 0
     not_refined: dict[str, int] = field(default_factory=dict)
+    realign: list[SequenceKey] = field(default_factory=list)
 
 
 def update_poses(
@@ -57,9 +61,12 @@ def update_poses(
     `ctx.settings.refine_poses`) and mark the tiles whose frames changed."""
     wanted = ctx.settings.refine_poses if refine is None else refine
     refiner = CatalogRefiner(ctx.catalog, ctx.store, memo=ctx.registrations) if wanted else None
+    # In the map's order: a sequence is aligned to those that reached the catalog before it,
+    # which are then refined (in this run) before it.
+    order = sequence_order(ctx.catalog, keys)
     poses = poses_for(
         ctx.catalog,
-        keys,
+        sorted(keys, key=lambda key: order.get(key, (math.inf, *key))),
         max_offroad_m=ctx.settings.max_offroad_m,
         options=MatchSettings().sequence_options(),
         refine=refiner,
@@ -80,6 +87,7 @@ def update_poses(
         blocks,
         refined,
         not_refined,
+        refiner.realign() if refiner else [],
     )
 
 

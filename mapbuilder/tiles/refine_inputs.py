@@ -7,8 +7,7 @@ poses that came out. The digest of all of it (with the refinement's settings) de
 sequence must be refined again: the same inputs give the stored poses back, so a sequence is
 refined once per change, whichever task asks first.
 
-Other sequences' frames whose refined poses are already in the map, near this sequence, are read
-too (`map_frames`): refinement aligns the sequence to them, so their poses are in the digest.
+The frames of the map a sequence is aligned to (`map_frames`) are part of its digest too.
 
 The odometry is the distance driven since the trip began, so it must not decrease along the
 sequence, nor imply a speed no car drives: a sequence whose odometry does either is refined
@@ -21,15 +20,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, replace
 from typing import Any
 
-import numpy as np
-from sqlalchemy import and_, not_, select
+from sqlalchemy import select
 
-from ingest.catalog import Camera, Frame, FrameState
+from ingest.catalog import Camera, Frame
 from ingest.db import Catalog
 from ingest.states import SequenceKey
 from mapbuilder.catalog import FrameMatch, RoadSegmentRow
@@ -37,6 +34,7 @@ from mapbuilder.tiles.bev import FramePose
 from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement
 from mapbuilder.tiles.constraints import LaneLine
 from mapbuilder.tiles.lanes import MatchedRoad
+from mapbuilder.tiles.map_frames import MapFrame
 from mapbuilder.tiles.poses import CatalogPose
 
 # Keyframes further apart than this in time may hold a stop: the mean of the two speeds says
@@ -45,10 +43,6 @@ MAX_STEP_S = 2.0
 # Odometry implying a faster step than this between keyframes is broken (ingest refuses fixes
 # that imply it too).
 MAX_ODOMETRY_SPEED_MPS = 70.0
-METRES_PER_DEGREE = 111_320.0
-# Map frames are looked up around this many consecutive poses at a time (one bounding box
-# each), so a long sequence does not read the whole city between its ends.
-MAP_QUERY_CHUNK = 64
 ODOMETRY_USED = "used"
 ODOMETRY_BACKWARDS = "odometry_backwards"
 ODOMETRY_TOO_FAST = "odometry_too_fast"
@@ -91,84 +85,6 @@ class SequenceInputs:
     frames: list[FrameInputs]
     roads: list[MatchedRoad]
     calibrations: dict[str, dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class MapFrame:
-    """A frame of another sequence whose refined pose is in the map: where its JPEG is, its
-    camera (with calibration) and its stored pose."""
-
-    frame_id: str
-    object_key: str
-    camera_id: str
-    calibration: dict[str, Any]
-    pose: FramePose
-
-
-def map_frames(
-    catalog: Catalog, key: SequenceKey, found: Sequence[CatalogPose], reach_m: float, source: str
-) -> list[MapFrame]:
-    """Accepted frames of other sequences posed by `source` within `reach_m` of any of these
-    poses, by frame id."""
-    near: dict[str, MapFrame] = {}
-    for start in range(0, len(found), MAP_QUERY_CHUNK):
-        chunk = found[start : start + MAP_QUERY_CHUNK]
-        for frame in _map_frames_around(catalog, key, chunk, reach_m, source):
-            near[frame.frame_id] = frame
-    return [near[frame_id] for frame_id in sorted(near)]
-
-
-def _map_frames_around(
-    catalog: Catalog, key: SequenceKey, chunk: Sequence[CatalogPose], reach_m: float, source: str
-) -> list[MapFrame]:
-    """`map_frames` for one chunk: a bounding-box query, then the exact distance."""
-    lon = [p.pose.lon for p in chunk]
-    lat = [p.pose.lat for p in chunk]
-    pad_lat = reach_m / METRES_PER_DEGREE
-    pad_lon = pad_lat / max(math.cos(math.radians(max(map(abs, lat)))), 0.01)
-    with catalog.session() as session:
-        rows = session.execute(
-            select(
-                FramePoseRow.frame_id,
-                Frame.object_key,
-                FramePoseRow.camera_id,
-                Camera.calibration,
-                FramePoseRow.lon,
-                FramePoseRow.lat,
-                FramePoseRow.heading_deg,
-                Frame.capture_time,
-            )
-            .join(Frame, Frame.frame_id == FramePoseRow.frame_id)
-            .join(Camera, Camera.camera_id == FramePoseRow.camera_id)
-            .where(
-                FramePoseRow.source == source,
-                Frame.state == FrameState.ACCEPTED,
-                FramePoseRow.lat.between(min(lat) - pad_lat, max(lat) + pad_lat),
-                FramePoseRow.lon.between(min(lon) - pad_lon, max(lon) + pad_lon),
-                not_(and_(Frame.device_id == key[0], Frame.sequence_id == key[1])),
-            )
-        ).all()
-    found = [
-        MapFrame(frame_id, object_key, camera_id, calibration, FramePose(lo, la, h, t.timestamp()))
-        for frame_id, object_key, camera_id, calibration, lo, la, h, t in rows
-    ]
-    return within_reach(found, chunk, reach_m)
-
-
-def within_reach(
-    frames: Sequence[MapFrame], poses: Sequence[CatalogPose], reach_m: float
-) -> list[MapFrame]:
-    """The map frames within `reach_m` of any of these (nearby) poses (equirectangular)."""
-    if not frames or not poses:
-        return []
-    lon = np.array([p.pose.lon for p in poses])
-    lat = np.array([p.pose.lat for p in poses])
-    their_lon = np.array([[m.pose.lon] for m in frames])
-    their_lat = np.array([[m.pose.lat] for m in frames])
-    east = (their_lon - lon) * np.cos(np.radians(lat)) * METRES_PER_DEGREE
-    north = (their_lat - lat) * METRES_PER_DEGREE
-    near = np.min(np.hypot(east, north), axis=1) <= reach_m
-    return [m for m, keep in zip(frames, near, strict=True) if keep]
 
 
 def read_inputs(catalog: Catalog, found: Sequence[CatalogPose]) -> SequenceInputs:

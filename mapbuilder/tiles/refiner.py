@@ -3,10 +3,10 @@
 `CatalogRefiner` is the pipeline's: for each sequence it reads what refinement needs from the
 catalog (`refine_inputs`: the receiver's fixes, speeds and HDOP, the device's odometry), lane
 lines from the roads the sequence was matched to (`lanes`) and the frames from the object store,
-and refines them from the receiver's fixes, aligned to the frames of other sequences already
-refined near it (`refine_inputs.map_frames`, the map: their poses stay as they are; a sequence
-refined earlier in the same run counts with its new poses), unless the very same inputs
-(the map frames near it included) were refined before:
+and refines them from the receiver's fixes, aligned to the map (`map_frames`: frames of
+sequences that reached the catalog before it, refined, near it; their poses stay as they are, and one refined
+earlier in the same run counts with its new poses), unless the very same inputs (the map frames
+near it included) were refined before:
 then the stored poses come back, so a sequence is refined once per change whichever task asks
 first, and the tiles built from it do not depend on the order blocks are built in. A sequence
 that cannot be refined keeps its smoothed poses and the reason is recorded; it never fails the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from itertools import groupby
@@ -36,6 +36,13 @@ from mapbuilder.tiles.build import PosedFrame
 from mapbuilder.tiles.constraints import RegistrationMemo
 from mapbuilder.tiles.frames import FrameUnreadableError, read_frame
 from mapbuilder.tiles.lanes import lane_lines
+from mapbuilder.tiles.map_frames import (
+    METRES_PER_DEGREE,
+    MapFrame,
+    nearest_per_pose,
+    sequence_order,
+    stored_map_frames,
+)
 from mapbuilder.tiles.poses import SMOOTHED, CatalogPose, PoseRefiner
 from mapbuilder.tiles.refine import (
     Anchor,
@@ -47,17 +54,14 @@ from mapbuilder.tiles.refine import (
     refine_sequences,
 )
 from mapbuilder.tiles.refine_inputs import (
-    MapFrame,
     Odometry,
     SequenceInputs,
     inputs_sha256,
     last_refinement,
-    map_frames,
     odometry,
     read_inputs,
     steps_m,
     stored_poses,
-    within_reach,
 )
 
 log = logging.getLogger(__name__)
@@ -68,11 +72,12 @@ REFINER_VERSION = 3
 # GNSS is off by a few metres, in a street canyon by ten: a refined pose farther than this from
 # the receiver's fix means registration went wrong, and the smoothed poses are kept.
 MAX_SHIFT_M = 20.0
-METRES_PER_DEGREE = 111_320.0
-# Map frames this close to a sequence's smoothed poses may be registered with it: the pairing
-# radius (`Gates.cross_radius_m`) plus how far refinement may move a pose from its fix in an
-# open street.
-MAP_REACH_M = 15.0
+# Map frames are chosen around the smoothed poses, and paired with the refined ones within
+# `Gates.cross_radius_m` (6 m) looking within 20 degrees the same way: the reach and the angle
+# leave room for the refinement to move a pose a few metres and turn it a few degrees.
+MAP_REACH_M = 12.0
+MAP_MAX_ANGLE_DEG = 45.0
+MAP_FRAMES_PER_POSE = 3
 
 
 @dataclass(frozen=True)
@@ -131,20 +136,88 @@ class CatalogRefiner:
         # its new pairs (catalog frame ids name their bytes, as the memo requires).
         self.memo = memo
         self.outcomes: list[RefinementOutcome] = []
-        # Poses registered in this run, not stored yet: later sequences align to them.
+        # Poses registered in this run, not stored yet: later sequences align to them, not to
+        # what is stored for the sequences handled in this run.
         self._registered_now: dict[str, MapFrame] = {}
+        self._handled: set[SequenceKey] = set()
+        # Per sequence handled, its smoothed poses and the map it was aligned to (`realign`
+        # checks both against what is stored once this run's poses are), and those refined now.
+        self._maps: dict[SequenceKey, tuple[list[CatalogPose], list[MapFrame]]] = {}
+        self._moved: dict[SequenceKey, list[CatalogPose]] = {}
 
     def __call__(self, found: Sequence[CatalogPose]) -> list[CatalogPose]:
         """One sequence's smoothed poses (time order) refined: same frames, same order."""
         inputs = read_inputs(self.catalog, found)
         lanes = lane_lines(inputs.roads)
-        near = self._map_near(inputs, found)
+        fresh = self._registered_now.values()
+        near = self._map(inputs.key, found, fresh=fresh, skip=self._handled)
+        self._maps[inputs.key] = (list(found), near)
         settings = f"{REFINER_VERSION}:{self.settings!r}"
         digest = inputs_sha256(found, inputs, lanes, settings, near)
         reused = self._reused(found, inputs.key, digest)
         if reused is not None:
             self._remember(reused, inputs)
             return reused
+        poses = self._refined(found, inputs, lanes, near, digest)
+        self._remember(poses, inputs)
+        if any(p.source == REGISTERED for p in poses):
+            self._moved[inputs.key] = poses
+        return poses
+
+    def realign(self) -> list[SequenceKey]:
+        """Sequences to pose again once this run's poses are stored, to line up with the map
+        as it now is: a sequence handled here whose map changed meanwhile (another worker
+        stored a sequence before it), and one not handled here that comes after a sequence
+        refined now and lies near it (it was aligned to that one's old poses)."""
+        stale = {
+            key
+            for key, (found, near) in self._maps.items()
+            if _positions(self._map(key, found)) != _positions(near)
+        }
+        after = {later for key, poses in self._moved.items() for later in self._after(key, poses)}
+        return sorted(stale | (after - self._handled))
+
+    def _map(
+        self,
+        key: SequenceKey,
+        found: Sequence[CatalogPose],
+        *,
+        fresh: Iterable[MapFrame] = (),
+        skip: Collection[SequenceKey] = (),
+    ) -> list[MapFrame]:
+        """The map a sequence is aligned to: frames of sequences that reached the catalog before
+        it, near its poses; stored ones, but for the sequences in `skip`, and `fresh` ones."""
+        stored = stored_map_frames(self.catalog, key, found, MAP_REACH_M, REGISTERED)
+        candidates = [m for m in stored if m.key not in skip]
+        candidates += [m for m in fresh if m.key != key]
+        order = sequence_order(self.catalog, {key, *(m.key for m in candidates)})
+        own = order.get(key)
+        earlier = [m for m in candidates if own is not None and order.get(m.key, own) < own]
+        return nearest_per_pose(
+            earlier,
+            found,
+            reach_m=MAP_REACH_M,
+            max_angle_deg=MAP_MAX_ANGLE_DEG,
+            per_pose=MAP_FRAMES_PER_POSE,
+        )
+
+    def _after(self, key: SequenceKey, poses: Sequence[CatalogPose]) -> set[SequenceKey]:
+        """Sequences that reached the catalog after `key` and have refined frames near these
+        poses."""
+        near = {m.key for m in stored_map_frames(self.catalog, key, poses, MAP_REACH_M, REGISTERED)}
+        order = sequence_order(self.catalog, near | {key})
+        own = order.get(key)
+        return {k for k in near if own is not None and k in order and order[k] > own}
+
+    def _refined(
+        self,
+        found: Sequence[CatalogPose],
+        inputs: SequenceInputs,
+        lanes: list[LaneLine],
+        near: list[MapFrame],
+        digest: str,
+    ) -> list[CatalogPose]:
+        """The sequence refined (or its smoothed poses and why), its outcome recorded."""
         started = time.perf_counter()
         driven = odometry(found, inputs)
         if driven.detail:
@@ -161,7 +234,6 @@ class CatalogRefiner:
             outcome = replace(outcome, outcome=SMOOTHED, reason=skip.reason, detail=detail)
         else:
             poses = refined.poses
-            self._remember(poses, inputs)
             outcome = replace(
                 outcome,
                 pairs_tried=refined.pairs_tried,
@@ -172,23 +244,20 @@ class CatalogRefiner:
         self.outcomes.append(replace(outcome, seconds=time.perf_counter() - started))
         return poses
 
-    def _map_near(self, inputs: SequenceInputs, found: Sequence[CatalogPose]) -> list[MapFrame]:
-        """Frames of other sequences in the map near these poses: as stored, or as registered
-        earlier in this run."""
-        stored = map_frames(self.catalog, inputs.key, found, MAP_REACH_M, REGISTERED)
-        near = {m.frame_id: m for m in stored}
-        own = {p.frame_id for p in found}
-        fresh = [m for m in self._registered_now.values() if m.frame_id not in own]
-        near.update((m.frame_id, m) for m in within_reach(fresh, found, MAP_REACH_M))
-        return [near[frame_id] for frame_id in sorted(near)]
-
     def _remember(self, poses: Sequence[CatalogPose], inputs: SequenceInputs) -> None:
-        """Keep the sequence's registered poses as map frames for the sequences after it."""
+        """Mark the sequence handled and keep its registered poses as map frames for the
+        sequences after it in this run."""
+        self._handled.add(inputs.key)
         for posed, frame in zip(poses, inputs.frames, strict=True):
             if posed.source == REGISTERED:
                 calibration = inputs.calibrations[posed.camera_id]
                 self._registered_now[posed.frame_id] = MapFrame(
-                    posed.frame_id, frame.object_key, posed.camera_id, calibration, posed.pose
+                    inputs.key,
+                    posed.frame_id,
+                    frame.object_key,
+                    posed.camera_id,
+                    calibration,
+                    posed.pose,
                 )
 
     def _reused(
@@ -239,25 +308,32 @@ class CatalogRefiner:
         )
 
 
+def _positions(frames: Sequence[MapFrame]) -> list[tuple[str, float, float, float]]:
+    """What of the map frames a refinement depends on that can change: which, and where."""
+    return [(m.frame_id, m.pose.lon, m.pose.lat, m.pose.heading_deg) for m in frames]
+
+
 def _anchors(near: Sequence[MapFrame], load: Callable[[str], U8Image]) -> list[Anchor]:
-    """The map frames as anchors, one camera object per camera; frames of a camera whose
-    calibration no longer makes a camera are left out."""
+    """The map frames as anchors; frames of a camera whose calibration no longer makes a camera
+    are left out (with a warning: the map's damage is not this sequence's)."""
     cameras: dict[str, CameraLike | None] = {}
     anchors = []
     for frame in near:
         if frame.camera_id not in cameras:
-            try:
-                cameras[frame.camera_id] = PinholeCamera.from_calibration(frame.calibration)
-            except CalibrationError:
-                cameras[frame.camera_id] = None
+            cameras[frame.camera_id] = _camera_or_none(frame)
         camera = cameras[frame.camera_id]
         if camera is not None:
-            anchors.append(
-                Anchor(
-                    PosedFrame(frame.frame_id, frame.pose, partial(load, frame.frame_id)), camera
-                )
-            )
+            posed = PosedFrame(frame.frame_id, frame.pose, partial(load, frame.frame_id))
+            anchors.append(Anchor(posed, camera, frame.camera_id))
     return anchors
+
+
+def _camera_or_none(frame: MapFrame) -> CameraLike | None:
+    try:
+        return PinholeCamera.from_calibration(frame.calibration)
+    except CalibrationError as exc:
+        log.warning("map frames of camera %s left out: %s", frame.camera_id, exc)
+        return None
 
 
 def pose_refiner(

@@ -210,3 +210,43 @@ def test_migration_0009_adds_the_odometry_to_a_catalog_holding_frames(
         assert "odometry" not in _columns(engine, "pose_refinements")
         _migrate(engine, "upgrade", "head")
         assert _stored(Catalog(engine)) == {"f" * 64: None}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_0010_counts_no_map_pairs_for_refinements_made_before(
+    kind: str, tmp_path: Path
+) -> None:
+    """Up from 0009 with a sequence's refinement record in place: it reads back with no pairs
+    registered with the map; down again removes the column and keeps the record."""
+    with _database(kind, tmp_path) as engine:
+        _migrate(engine, "upgrade", "0009")
+        _insert_old_frame(engine)
+        with engine.begin() as connection:
+            refinements = Table("pose_refinements", MetaData(), autoload_with=connection)
+            connection.execute(
+                refinements.insert().values(
+                    device_id="d" * 64,
+                    sequence_id="old-trip",
+                    inputs_sha256="0" * 64,
+                    outcome="registered",
+                    reason=None,
+                    detail="",
+                    frames=1,
+                    pairs_tried=0,
+                    pairs_used=0,
+                    frames_on_lanes=0,
+                    seconds=0.1,
+                    refined_at=datetime(2026, 6, 1, 6, 0, tzinfo=UTC),
+                    odometry=None,
+                )
+            )
+        _migrate(engine, "upgrade", "head")
+        with engine.connect() as connection:
+            refinements = Table("pose_refinements", MetaData(), autoload_with=connection)
+            rows = connection.execute(
+                select(refinements.c.sequence_id, refinements.c.map_pairs_used)
+            )
+            assert list(rows) == [("old-trip", 0)]
+        _migrate(engine, "downgrade", "0009")
+        assert "map_pairs_used" not in _columns(engine, "pose_refinements")
+        assert "outcome" in _columns(engine, "pose_refinements")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from ingest.catalog import Frame, FrameState
 from ingest.db import Catalog
 from ingest.protocol import frame_object_key
+from ingest.states import SequenceKey
 from ingest.storage import LocalObjectStore
 from mapbuilder.geo import LocalFrame
 from mapbuilder.settings import MatchSettings, TileSettings
@@ -26,6 +27,7 @@ from mapbuilder.tiles.context import TileContext
 from mapbuilder.tiles.operations import build_imagery, tiles_status
 from mapbuilder.tiles.poses import poses_for
 from mapbuilder.tiles.posing import update_poses
+from mapbuilder.tiles.refiner import CatalogRefiner
 from mapbuilder.tiles.register import RelativeMotion, register_pair
 from roadswarm.sim.drive import DriveOptions, simulate_drive
 from roadswarm.sim.world import World
@@ -41,6 +43,7 @@ from tests.tile_helpers import (
 )
 
 DEVICE = "device-a"
+LATER_DEVICE = "device-b"
 SEQUENCE = "seq"
 
 
@@ -335,46 +338,190 @@ def _median_offset(poses: dict[str, tuple[float, float]], truth: list[Keyframe])
     return np.array([np.median(ex), np.median(ey)])
 
 
-def test_a_later_drive_is_aligned_to_the_sequences_already_in_the_map(
-    ctx: TileContext,
+@pytest.fixture(scope="module")
+def later_truth(grid_world: World, sharp_drive: Path) -> list[Keyframe]:
+    """Another device's keyframes of the same drive the next day: 2 m further on, other bytes."""
+    return [_reencoded(f) for f in keyframes(grid_world, sharp_drive, start=12)]
+
+
+@pytest.fixture(scope="module")
+def later(later_truth: list[Keyframe]) -> list[Keyframe]:
+    """Those keyframes as its receiver reports them: biased the other way from the first's."""
+    return with_gnss_error(later_truth, bias_m=(-1.0, 1.5), jitter_m=0.4, heading_deg=1.5, seed=8)
+
+
+def _seed_later(ctx: TileContext, frames: list[Keyframe], drive: Path) -> SequenceKey:
+    """The later drive in the catalog and the store (device-b, the next day), matched."""
+    key = seed_drive(
+        ctx.catalog,
+        ctx.store,
+        frames,
+        device_id=LATER_DEVICE,
+        sequence_id=SEQUENCE,
+        camera=calibration_of(drive),
+        start=datetime(2026, 11, 3, 9, 0, tzinfo=UTC),
+    )
+    match(ctx.catalog, [key])
+    return key
+
+
+def _map_pairs(catalog: Catalog, key: SequenceKey) -> int:
+    with catalog.session() as session:
+        record = session.get(PoseRefinement, key)
+        assert record is not None
+        return record.map_pairs_used
+
+
+@dataclass(frozen=True)
+class TwoDrives:
+    """The first drive and the later one, each as reported and as it truly was."""
+
+    first: list[Keyframe]
+    first_truth: list[Keyframe]
+    later: list[Keyframe]
+    later_truth: list[Keyframe]
+
+    def gap_m(self, poses: dict[str, tuple[float, float, float, str]]) -> float:
+        """How far apart the two drives' imagery lies in `poses`: the distance between their
+        median offsets from the truth."""
+        offsets = [
+            _median_offset({f.frame_id: poses[f.frame_id][:2] for f in frames}, truth)
+            for frames, truth in ((self.first, self.first_truth), (self.later, self.later_truth))
+        ]
+        return float(np.hypot(*(offsets[0] - offsets[1])))
+
+
+@pytest.fixture
+def drives(
     reported: list[Keyframe],
     truth: list[Keyframe],
+    later: list[Keyframe],
+    later_truth: list[Keyframe],
+) -> TwoDrives:
+    """Both drives."""
+    return TwoDrives(reported, truth, later, later_truth)
+
+
+def test_a_later_drive_is_aligned_to_the_drive_already_in_the_map(
+    ctx: TileContext,
+    drives: TwoDrives,
     sharp_drive: Path,
     grid_world: World,
     tmp_path: Path,
 ) -> None:
-    """Another device drives the same road the next day, its keyframes 2 m further on and its
-    receiver biased the other way. Refined on its own it lands where its GNSS bias puts it;
-    posed in the catalog that holds the first drive, it is registered with that drive's frames
-    and lands on them (the first drive's poses stay as they were), and the record says so."""
-    _seed(ctx, reported, sharp_drive)
+    """Refined on its own, the later drive lands where its GNSS bias puts it; posed in the
+    catalog that holds the first drive, it is registered with that drive's frames and lands on
+    them, and the record says so. Posing either again refines nothing and moves nothing: the
+    first drive does not align to the later one."""
+    alone, alone_poses = _refined_in_own_catalog(
+        tmp_path / "alone", grid_world, drives.later, sharp_drive
+    )
+    _seed(ctx, drives.first, sharp_drive)
     update_poses(ctx, [(DEVICE, SEQUENCE)])
     first = _poses(ctx.catalog)
-    later_truth = [_reencoded(f) for f in keyframes(grid_world, sharp_drive, start=12)]
-    later = with_gnss_error(later_truth, bias_m=(-1.0, 1.5), jitter_m=0.4, heading_deg=1.5, seed=8)
-    alone, alone_poses = _refined_in_own_catalog(tmp_path / "alone", grid_world, later, sharp_drive)
-    key = seed_drive(
-        ctx.catalog,
-        ctx.store,
-        later,
-        device_id="device-b",
-        sequence_id=SEQUENCE,
-        camera=calibration_of(sharp_drive),
-        start=datetime(2026, 11, 3, 9, 0, tzinfo=UTC),
-    )
-    match(ctx.catalog, [key])
-    update = update_poses(ctx, [key])
-    assert update.refined == 1
-    with ctx.catalog.session() as session:
-        record = session.get(PoseRefinement, key)
-        assert record is not None
-        aligned_pairs, alone_pairs = record.map_pairs_used, alone.map_pairs_used
-    assert alone_pairs == 0 and aligned_pairs > len(later) / 2
+    key = _seed_later(ctx, drives.later, sharp_drive)
+    assert update_poses(ctx, [key]).refined == 1
+    assert alone.map_pairs_used == 0 and _map_pairs(ctx.catalog, key) > len(drives.later) / 2
     poses = _poses(ctx.catalog)
     assert {k: poses[k] for k in first} == first
-    reference = _median_offset({k: p[:2] for k, p in first.items()}, truth)
-    apart_alone = _median_offset({k: p[:2] for k, p in alone_poses.items()}, later_truth)
-    aligned = _median_offset({k: poses[k][:2] for k in alone_poses}, later_truth)
-    assert np.hypot(*(apart_alone - reference)) > 0.5
-    assert np.hypot(*(aligned - reference)) < 0.15
+    assert drives.gap_m({**first, **alone_poses}) > 0.5
+    assert drives.gap_m(poses) < 0.15
     assert tiles_status(ctx.catalog)["sequences_aligned_to_map"] == 1
+    again = update_poses(ctx, [key, (DEVICE, SEQUENCE)])
+    assert (again.refined, again.tiles_marked) == (0, 0)
+    assert _poses(ctx.catalog) == poses
+
+
+def test_drives_posed_together_align_in_the_order_they_arrived(
+    ctx: TileContext,
+    drives: TwoDrives,
+    sharp_drive: Path,
+) -> None:
+    """The next day's drive arrives first and the one driven the day before is uploaded after
+    it (a device offline for a while); both are posed in one run, named the other way round.
+    The first to arrive is refined alone and the other is aligned to it, to its poses of this
+    run (not stored yet)."""
+    key = _seed_later(ctx, drives.later, sharp_drive)
+    _seed(ctx, drives.first, sharp_drive)
+    update = update_poses(ctx, [(DEVICE, SEQUENCE), key])
+    assert update.refined == 2
+    assert _map_pairs(ctx.catalog, key) == 0
+    assert _map_pairs(ctx.catalog, (DEVICE, SEQUENCE)) > len(drives.first) / 2
+    assert drives.gap_m(_poses(ctx.catalog)) < 0.15
+
+
+def test_map_frames_that_cannot_be_read_are_passed_over(
+    ctx: TileContext,
+    drives: TwoDrives,
+    sharp_drive: Path,
+) -> None:
+    """Every other frame of the first drive is damaged in the store after it was refined: the
+    later drive is still refined and aligned, each frame with the nearest readable one."""
+    _seed(ctx, drives.first, sharp_drive)
+    update_poses(ctx, [(DEVICE, SEQUENCE)])
+    for frame in drives.first[::2]:
+        ctx.store.put_bytes(frame_object_key(DEVICE, frame.frame_id), b"not the frame")
+    key = _seed_later(ctx, drives.later, sharp_drive)
+    update = update_poses(ctx, [key])
+    assert (update.refined, update.not_refined) == (1, {})
+    assert _map_pairs(ctx.catalog, key) > len(drives.later) / 2
+    assert drives.gap_m(_poses(ctx.catalog)) < 0.15
+
+
+def test_a_new_batch_of_the_map_realigns_the_drives_after_it(
+    ctx: TileContext,
+    drives: TwoDrives,
+    sharp_drive: Path,
+) -> None:
+    """The first drive's second batch arrives after the later drive was aligned to its first:
+    the build refines the first drive again and then the later one, which lines up with the
+    first drive's new poses; a build after that poses nothing."""
+    half = len(drives.first) // 2
+    _seed(ctx, drives.first[:half], sharp_drive)
+    build_imagery(ctx)
+    key = _seed_later(ctx, drives.later, sharp_drive)
+    build_imagery(ctx)
+    aligned_at = _refined_at(ctx.catalog, key)
+    _seed(ctx, drives.first[half:], sharp_drive, first_index=half)
+    run = build_imagery(ctx)
+    assert (run.sequences_refined, run.sequences_realigned) == (1, 1)
+    assert _refined_at(ctx.catalog, key) > aligned_at
+    assert _map_pairs(ctx.catalog, key) > len(drives.later) / 2
+    assert drives.gap_m(_poses(ctx.catalog)) < 0.15
+    again = build_imagery(ctx)
+    assert (again.sequences_posed, again.sequences_realigned) == (0, 0)
+
+
+def test_a_sequence_whose_map_changed_while_it_was_refined_is_posed_again(
+    ctx: TileContext, drives: TwoDrives, sharp_drive: Path
+) -> None:
+    """Two workers pose the two drives at once: the later one reads the map before the first
+    one's poses are stored. Its refiner then names it to be posed again; one that read the map
+    after does not."""
+    _seed(ctx, drives.first, sharp_drive)
+    key = _seed_later(ctx, drives.later, sharp_drive)
+    early = CatalogRefiner(ctx.catalog, ctx.store)
+    _pose_with(ctx, key, early)
+    update_poses(ctx, [(DEVICE, SEQUENCE)])
+    assert early.realign() == [key]
+    late = CatalogRefiner(ctx.catalog, ctx.store)
+    _pose_with(ctx, key, late)
+    assert late.realign() == []
+
+
+def _pose_with(ctx: TileContext, key: SequenceKey, refiner: CatalogRefiner) -> None:
+    """Pose a sequence with this refiner, storing nothing (a worker before its commit)."""
+    poses_for(
+        ctx.catalog,
+        [key],
+        max_offroad_m=TileSettings().max_offroad_m,
+        options=MatchSettings().sequence_options(),
+        refine=refiner,
+    )
+
+
+def _refined_at(catalog: Catalog, key: SequenceKey) -> datetime:
+    with catalog.session() as session:
+        record = session.get(PoseRefinement, key)
+        assert record is not None
+        return record.refined_at

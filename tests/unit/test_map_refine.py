@@ -14,10 +14,19 @@ from numpy.typing import NDArray
 
 from mapbuilder.camera import Calibration, ground_homography
 from mapbuilder.geo import LocalFrame
+from mapbuilder.tiles import posegraph
 from mapbuilder.tiles.bev import FramePose
 from mapbuilder.tiles.build import PosedFrame
 from mapbuilder.tiles.constraints import RegistrationMemo
-from mapbuilder.tiles.posegraph import Edges, GraphSettings, Lanes, Observed, solve, wrap
+from mapbuilder.tiles.posegraph import (
+    Anchored,
+    Edges,
+    GraphSettings,
+    Lanes,
+    Observed,
+    solve,
+    wrap,
+)
 from mapbuilder.tiles.poses import CatalogPose
 from mapbuilder.tiles.refine import (
     Anchor,
@@ -223,7 +232,7 @@ def test_a_drive_is_aligned_to_the_map_whose_poses_stay_fixed(
         for lo, la, h in zip(lon, lat, truth[:, 2], strict=True)
     ]
     anchors = [
-        Anchor(PosedFrame(f"map-{k}", pose, partial(_render, texture, *truth[k])), CAMERA)
+        Anchor(PosedFrame(f"map-{k}", pose, partial(_render, texture, *truth[k])), CAMERA, "map")
         for k, pose in enumerate(map_poses)
     ]
     later = truth + np.array([0.4, 1.3, 0.0])
@@ -437,6 +446,52 @@ def _first_leg_along_errors(seed: int) -> tuple[float, float]:
         replace(base, step_m=np.concatenate([[np.nan], driven]), from_odometer=odometer)
     )
     return with_odometry, with_speeds
+
+
+def test_the_pose_graph_derivatives_match_finite_differences() -> None:
+    """Every block of residuals (registrations, GNSS and its bias, heading, motion, lanes and
+    map anchors) has the derivatives that central differences give."""
+    rng = np.random.default_rng(4)
+    n = 6
+    s = np.arange(n) * 4.0
+    observed = Observed(
+        s * 0.1 + rng.normal(0, 0.3, n),
+        s + rng.normal(0, 0.3, n),
+        rng.normal(0.1, 0.05, n),
+        np.linspace(0.0, 2.5, n),
+        np.ones(n),
+        np.full(n, 4.0),
+    )
+    edges = Edges(
+        np.array([0, 1, 2]),
+        np.array([1, 3, 4]),
+        rng.normal(0, 0.2, 3),
+        np.array([4.0, 8, 8]),
+        rng.normal(0, 0.02, 3),
+    )
+    lanes = Lanes(np.array([2]), np.array([0.5]), np.array([8.0]), np.array([1.0]), np.array([0.0]))
+    anchored = Anchored(
+        np.array([0, 5]),
+        np.array([0.3, 2.0]),
+        np.array([-1.0, 17.0]),
+        np.array([0.05, 0.15]),
+        np.array([0.1, -0.2]),
+        np.array([1.0, 3.2]),
+        np.array([0.02, -0.01]),
+    )
+    graph = posegraph._Graph(observed, edges, lanes, anchored, GraphSettings())
+    v = np.concatenate([observed.x, observed.y, observed.heading_rad, rng.normal(0, 0.5, 2 * n)])
+    v += rng.normal(0, 0.05, v.size)
+    _, jacobian = graph.linearise(v)
+    step = 1e-6
+    numeric = np.stack(
+        [
+            (graph.linearise(v + step * e)[0] - graph.linearise(v - step * e)[0]) / (2 * step)
+            for e in np.eye(v.size)
+        ],
+        axis=1,
+    )
+    assert np.abs(jacobian.toarray() - numeric).max() < 1e-4 * np.abs(numeric).max()
 
 
 def test_odometry_carries_the_turns_pin_along_the_road_across_a_stop() -> None:
