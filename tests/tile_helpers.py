@@ -82,6 +82,15 @@ def keyframes(
     return chosen
 
 
+def reencoded(frame: Keyframe, quality: int = 85) -> Keyframe:
+    """The frame as another dashcam's JPEG encoder would write it (other bytes, so another id)."""
+    pixels = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert pixels is not None
+    encoded, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert encoded
+    return replace(frame, jpeg=jpeg.tobytes())
+
+
 def with_gnss_error(
     frames: list[Keyframe],
     *,

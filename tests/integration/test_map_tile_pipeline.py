@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ from tests.tile_helpers import (
     calibration_of,
     keyframes,
     match,
+    reencoded,
     seed_drive,
     store_world_roads,
 )
@@ -315,6 +317,78 @@ def test_a_worker_builds_the_pyramid_as_in_process(
         assert _stored(ctx) == worker_tiles
     built = next(tile for tile, row in rows.items() if row.etag)
     assert TileStore(store).get("imagery", built) is not None
+
+
+def test_a_worker_realigns_a_drive_when_the_map_beneath_it_changes(
+    tile_worker: tuple[Catalog, Celery, Path, Path],
+    drive_frames: list[Keyframe],
+    short_drive: Path,
+    grid_world: World,
+) -> None:
+    """A second device's drive is aligned to the first; then the first one's last batch
+    arrives. The worker refines the first drive again and queues the posing of the second,
+    which is refined against the first one's new poses."""
+    catalog, app, store_dir, _ = tile_worker
+    store = LocalObjectStore(store_dir)
+    store_world_roads(catalog, grid_world)
+    camera = calibration_of(short_drive)
+    cut = len(drive_frames) - 6
+    first = seed_drive(
+        catalog, store, drive_frames[:cut], device_id="device-a", sequence_id="seq", camera=camera
+    )
+    app.send_task(MATCH_TASK, args=[[list(first)]], queue=MATCH_QUEUE)
+    _wait_settled(catalog)
+    second = seed_drive(
+        catalog,
+        store,
+        [reencoded(f) for f in drive_frames],
+        device_id="device-b",
+        sequence_id="seq",
+        camera=camera,
+        start=datetime(2026, 11, 3, 9, 0, tzinfo=UTC),
+    )
+    app.send_task(MATCH_TASK, args=[[list(second)]], queue=MATCH_QUEUE)
+    _wait_for(lambda: _refinement(catalog, second) is not None, "the second drive was not posed")
+    _wait_settled(catalog)
+    aligned_at = _refined_at(catalog, second)
+    seed_drive(
+        catalog,
+        store,
+        drive_frames[cut:],
+        device_id="device-a",
+        sequence_id="seq",
+        camera=camera,
+        first_index=cut,
+    )
+    app.send_task(MATCH_TASK, args=[[list(first)]], queue=MATCH_QUEUE)
+    _wait_for(
+        lambda: _refined_at(catalog, second) != aligned_at, "the second drive was not posed again"
+    )
+    _wait_settled(catalog)
+    refined = [_refinement(catalog, key) for key in (first, second)]
+    assert [r.outcome if r else None for r in refined] == ["registered", "registered"]
+    assert refined[0] is not None and refined[0].frames == len(drive_frames)
+
+
+def _wait_for(condition: Callable[[], bool], failure: str) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{failure} within {SETTLE_TIMEOUT_S} s")
+        time.sleep(0.5)
+
+
+def _refinement(catalog: Catalog, key: tuple[str, str]) -> PoseRefinement | None:
+    with catalog.session() as session:
+        row = session.get(PoseRefinement, key)
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+def _refined_at(catalog: Catalog, key: tuple[str, str]) -> datetime | None:
+    row = _refinement(catalog, key)
+    return None if row is None else row.refined_at
 
 
 def test_the_cli_builds_reports_and_refuses_bad_input(

@@ -4,12 +4,12 @@ catalog, matched by the real matcher, posed and built as `roadswarm map tiles bu
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -37,6 +37,7 @@ from tests.tile_helpers import (
     calibration_of,
     keyframes,
     match,
+    reencoded,
     seed_drive,
     store_world_roads,
     with_gnss_error,
@@ -74,6 +75,16 @@ def ctx(sqlite_catalog: Catalog, tmp_path: Path, grid_world: World) -> TileConte
     """A tile context over a SQLite catalog holding the world's roads, and a local store."""
     store_world_roads(sqlite_catalog, grid_world)
     return TileContext(sqlite_catalog, LocalObjectStore(tmp_path / "store"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_ctx(
+    request: pytest.FixtureRequest, tmp_path: Path, grid_world: World
+) -> Iterator[TileContext]:
+    """`ctx` on SQLite and on PostgreSQL (for the queries whose SQL differs between them)."""
+    with catalog_at(request.param, tmp_path) as catalog:
+        store_world_roads(catalog, grid_world)
+        yield TileContext(catalog, LocalObjectStore(tmp_path / "store"))
 
 
 def _seed(ctx: TileContext, frames: list[Keyframe], drive: Path, first_index: int = 0) -> None:
@@ -323,15 +334,6 @@ def test_the_devices_odometry_is_used_and_a_broken_one_is_ignored_with_the_reaso
     assert broken_poses == plain_poses
 
 
-def _reencoded(frame: Keyframe) -> Keyframe:
-    """The frame as another dashcam's JPEG encoder would write it (other bytes, so another id)."""
-    pixels = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
-    assert pixels is not None
-    encoded, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    assert encoded
-    return replace(frame, jpeg=jpeg.tobytes())
-
-
 def _median_offset(poses: dict[str, tuple[float, float]], truth: list[Keyframe]) -> np.ndarray:
     """The median (east, north) offset of `poses` from the truth, over the frames they hold."""
     ex, ey, _ = _offsets(poses, truth)
@@ -341,7 +343,7 @@ def _median_offset(poses: dict[str, tuple[float, float]], truth: list[Keyframe])
 @pytest.fixture(scope="module")
 def later_truth(grid_world: World, sharp_drive: Path) -> list[Keyframe]:
     """Another device's keyframes of the same drive the next day: 2 m further on, other bytes."""
-    return [_reencoded(f) for f in keyframes(grid_world, sharp_drive, start=12)]
+    return [reencoded(f) for f in keyframes(grid_world, sharp_drive, start=12)]
 
 
 @pytest.fixture(scope="module")
@@ -469,13 +471,14 @@ def test_map_frames_that_cannot_be_read_are_passed_over(
 
 
 def test_a_new_batch_of_the_map_realigns_the_drives_after_it(
-    ctx: TileContext,
+    either_ctx: TileContext,
     drives: TwoDrives,
     sharp_drive: Path,
 ) -> None:
     """The first drive's second batch arrives after the later drive was aligned to its first:
     the build refines the first drive again and then the later one, which lines up with the
     first drive's new poses; a build after that poses nothing."""
+    ctx = either_ctx
     half = len(drives.first) // 2
     _seed(ctx, drives.first[:half], sharp_drive)
     build_imagery(ctx)
