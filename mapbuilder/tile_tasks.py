@@ -11,6 +11,7 @@ a lease (one builder at a time); marks that arrive during a build queue the bloc
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -39,11 +40,13 @@ from mapbuilder.tiles.dirty import Block, stale_tiles
 from mapbuilder.tiles.layers import EAGER_MIN_ZOOM
 from mapbuilder.tiles.leases import task_holder
 from mapbuilder.tiles.pipeline import build_block, next_block, stale_blocks
-from mapbuilder.tiles.posing import pending_sequences, update_poses
+from mapbuilder.tiles.posing import MAX_REALIGN_ROUNDS, pending_sequences, update_poses
 from mapbuilder.tiles.shared_frames import remove_folder, worker_folder
 
 _contexts: dict[int, TileContext] = {}
 MATCH_KEYS_PER_TASK = 50
+
+log = logging.getLogger(__name__)
 
 
 def worker_tiles() -> TileContext:
@@ -86,15 +89,20 @@ def send_block(layer_name: str, block: Block) -> None:
     current_app.send_task(TILES_BUILD_TASK, args=[layer_name, z, bx, by], queue=TILES_QUEUE)
 
 
-def poses_job(keys: list[list[str]]) -> dict[str, Any]:
+def poses_job(keys: list[list[str]], realign_round: int = 0) -> dict[str, Any]:
     """Pose the matched frames of these (device_id, sequence_id) sequences; queue dirty blocks,
-    and the posing of sequences whose map these poses changed."""
+    and the posing of sequences whose map these poses changed (round `realign_round` + 1)."""
     update = update_poses(worker_tiles(), [(device, sequence) for device, sequence in keys])
     for block in update.blocks:
         send_block(IMAGERY, block)
-    if update.realign:
+    if update.realign and realign_round < MAX_REALIGN_ROUNDS:
         realign = [list(key) for key in update.realign]
-        current_app.send_task(TILES_POSES_TASK, args=[realign], queue=TILES_QUEUE)
+        args = [realign, realign_round + 1]
+        current_app.send_task(TILES_POSES_TASK, args=args, queue=TILES_QUEUE)
+    elif update.realign:
+        log.warning(
+            "not realigning %d more sequences after %d rounds", len(update.realign), realign_round
+        )
     return {
         "posed": update.posed,
         "skipped": update.skipped,

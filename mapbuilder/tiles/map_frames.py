@@ -1,8 +1,8 @@
 """The map a sequence is aligned to: frames of sequences that reached the catalog before it and
 whose refined poses are stored.
 
-Sequences take one order, by when their first accepted frame was received (device and sequence
-ids breaking ties), and a sequence is aligned only to sequences before it: the map as it stood
+Sequences take one order, by when their first frame was received (device and sequence ids
+breaking ties; any frame, so a batch validated late cannot move a sequence ahead), and a sequence is aligned only to sequences before it: the map as it stood
 when the drive arrived. So the dependence runs one way: a drive never moves one that was there
 before it (the tiles built from that stay where they are, also when a device uploads last week's
 drive today), and a sequence posed again with the same frames finds the same map, so the same
@@ -15,7 +15,7 @@ small.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,17 +54,14 @@ class MapFrame:
 def sequence_order(
     catalog: Catalog, keys: Collection[SequenceKey]
 ) -> dict[SequenceKey, SequenceOrder]:
-    """Where each sequence stands in the map's order (when its first accepted frame was
-    received); sequences without accepted frames are left out."""
+    """Where each sequence stands in the map's order (when its first frame was received);
+    sequences without frames are left out."""
     order: dict[SequenceKey, SequenceOrder] = {}
     with catalog.session() as session:
         for chunk in _chunks(sorted(keys), KEYS_PER_QUERY):
             rows = session.execute(
                 select(Frame.device_id, Frame.sequence_id, func.min(Frame.received_at))
-                .where(
-                    Frame.state == FrameState.ACCEPTED,
-                    tuple_(Frame.device_id, Frame.sequence_id).in_(chunk),
-                )
+                .where(tuple_(Frame.device_id, Frame.sequence_id).in_(chunk))
                 .group_by(Frame.device_id, Frame.sequence_id)
             )
             for device_id, sequence_id, arrived in rows:
@@ -88,10 +85,7 @@ def _in_box(
     catalog: Catalog, key: SequenceKey, chunk: Sequence[CatalogPose], reach_m: float, source: str
 ) -> list[MapFrame]:
     """`stored_map_frames` for one chunk of poses."""
-    lon = [p.pose.lon for p in chunk]
-    lat = [p.pose.lat for p in chunk]
-    pad_lat = reach_m / METRES_PER_DEGREE
-    pad_lon = pad_lat / max(math.cos(math.radians(max(map(abs, lat)))), 0.01)
+    west, south, east, north = _box([p.pose for p in chunk], reach_m)
     with catalog.session() as session:
         rows = session.execute(
             select(
@@ -111,8 +105,8 @@ def _in_box(
             .where(
                 FramePoseRow.source == source,
                 Frame.state == FrameState.ACCEPTED,
-                FramePoseRow.lat.between(min(lat) - pad_lat, max(lat) + pad_lat),
-                FramePoseRow.lon.between(min(lon) - pad_lon, max(lon) + pad_lon),
+                FramePoseRow.lat.between(south, north),
+                FramePoseRow.lon.between(west, east),
                 not_(and_(Frame.device_id == key[0], Frame.sequence_id == key[1])),
             )
         ).all()
@@ -141,6 +135,7 @@ def nearest_per_pose(
     `max_angle_deg` of its own (equirectangular metres); all of them, by frame id."""
     if not frames or not poses:
         return []
+    frames = sorted(frames, key=lambda m: m.frame_id)  # ties go to the same frame every time
     lon = np.array([m.pose.lon for m in frames])
     lat = np.array([m.pose.lat for m in frames])
     heading = np.radians([m.pose.heading_deg for m in frames])
@@ -161,11 +156,56 @@ def nearest_per_pose(
         north = (lat[inside, None] - plat) * METRES_PER_DEGREE
         distance = np.hypot(east, north)
         alike = np.cos(heading[inside, None] - np.radians([p.pose.heading_deg for p in chunk]))
-        distance[(distance > reach_m) | (alike < min_cos)] = np.inf
+        distance[~((distance <= reach_m) & (alike >= min_cos))] = np.inf  # NaN is out too
         nearest = np.argsort(distance, axis=0, kind="stable")[:per_pose]
         reached = np.isfinite(np.take_along_axis(distance, nearest, axis=0))
         kept.update(inside[nearest[reached]].tolist())
-    return sorted((frames[k] for k in kept), key=lambda m: m.frame_id)
+    return [frames[k] for k in sorted(kept)]
+
+
+def in_box(
+    frames: Iterable[MapFrame], poses: Sequence[CatalogPose], reach_m: float
+) -> list[MapFrame]:
+    """The map frames inside the bounding box of these poses widened by `reach_m`: a cheap
+    first cut before `nearest_per_pose`."""
+    if not poses:
+        return []
+    west, south, east, north = _box([p.pose for p in poses], reach_m)
+    return [m for m in frames if west <= m.pose.lon <= east and south <= m.pose.lat <= north]
+
+
+def sequences_near(
+    catalog: Catalog, positions: Sequence[FramePose], reach_m: float
+) -> set[SequenceKey]:
+    """Sequences with a stored pose (any source) within `reach_m` of any of these positions."""
+    found: set[SequenceKey] = set()
+    for chunk in _chunks(positions, QUERY_CHUNK):
+        west, south, east, north = _box(chunk, reach_m)
+        with catalog.session() as session:
+            rows = session.execute(
+                select(Frame.device_id, Frame.sequence_id, FramePoseRow.lon, FramePoseRow.lat)
+                .join(Frame, Frame.frame_id == FramePoseRow.frame_id)
+                .where(FramePoseRow.lat.between(south, north), FramePoseRow.lon.between(west, east))
+            ).all()
+        for device, sequence, lon, lat in rows:
+            if min(_metres(lon, lat, p) for p in chunk) <= reach_m:
+                found.add((device, sequence))
+    return found
+
+
+def _box(poses: Sequence[FramePose], reach_m: float) -> tuple[float, float, float, float]:
+    """West, south, east, north of these poses, widened by `reach_m`."""
+    lon = [p.lon for p in poses]
+    lat = [p.lat for p in poses]
+    pad_lat = reach_m / METRES_PER_DEGREE
+    pad_lon = pad_lat / max(math.cos(math.radians(max(map(abs, lat)))), 0.01)
+    return min(lon) - pad_lon, min(lat) - pad_lat, max(lon) + pad_lon, max(lat) + pad_lat
+
+
+def _metres(lon: float, lat: float, pose: FramePose) -> float:
+    """Metres between a position and a nearby pose (equirectangular)."""
+    east = (lon - pose.lon) * math.cos(math.radians(pose.lat)) * METRES_PER_DEGREE
+    return math.hypot(east, (lat - pose.lat) * METRES_PER_DEGREE)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +16,16 @@ from mapbuilder.tiles.context import IMAGERY, TileContext
 from mapbuilder.tiles.dirty import layer_counts
 from mapbuilder.tiles.layers import LAYERS
 from mapbuilder.tiles.pipeline import BlockReport, BuildSummary, build_dirty, imagery_layer
-from mapbuilder.tiles.posing import mark_everything, pending_sequences, update_poses
+from mapbuilder.tiles.posing import (
+    MAX_REALIGN_ROUNDS,
+    mark_everything,
+    pending_sequences,
+    update_poses,
+)
 from mapbuilder.tiles.refine_inputs import ODOMETRY_USED
 from mapbuilder.tiles.refiner import REGISTERED
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,9 +75,12 @@ def _realign(ctx: TileContext, keys: list[SequenceKey]) -> int:
     """Pose these sequences again, then those their new poses concern, until none is left (each
     round moves on to sequences that reached the catalog later, so it ends); how many."""
     done = 0
-    while keys:
+    for _ in range(MAX_REALIGN_ROUNDS):
+        if not keys:
+            return done
         done += len(keys)
         keys = update_poses(ctx, keys).realign
+    log.warning("still %d sequences to realign after %d rounds", len(keys), MAX_REALIGN_ROUNDS)
     return done
 
 

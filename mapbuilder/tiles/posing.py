@@ -35,6 +35,9 @@ from mapbuilder.tiles.refiner import REGISTERED, CatalogRefiner, RefinementOutco
 
 # The footprint of a frame depends on the BEV settings only, not on the camera.
 _FOOTPRINT_CAMERA = Calibration()
+# Rounds of posing again sequences whose map changed (`PoseUpdate.realign`): each round reaches
+# only sequences that arrived later, so a chain this long means something keeps changing.
+MAX_REALIGN_ROUNDS = 20
 _ID_CHUNK = 500
 
 
@@ -74,7 +77,7 @@ def update_poses(
     outcomes = refiner.outcomes if refiner else []
     now = utcnow()
     with ctx.catalog.session() as session:
-        touched = _store_poses(session, poses, ctx.bev, now)
+        touched, moved = _store_poses(session, poses, ctx.bev, now)
         _store_refinements(session, outcomes, now)
         marked = mark_dirty(session, IMAGERY, touched, now)
     blocks = sorted({block_of(t, ctx.settings.block_tiles) for t in touched})
@@ -87,7 +90,7 @@ def update_poses(
         blocks,
         refined,
         not_refined,
-        refiner.realign() if refiner else [],
+        refiner.realign(keys, moved) if refiner else [],
     )
 
 
@@ -139,28 +142,30 @@ def footprint_tiles(pose: FramePose, bev: BevSettings) -> list[Tile]:
     return FrameProjector(_FOOTPRINT_CAMERA, bev).tiles(pose)
 
 
-def _store_poses(session: Session, poses: Poses, bev: BevSettings, now: datetime) -> set[Tile]:
+def _store_poses(
+    session: Session, poses: Poses, bev: BevSettings, now: datetime
+) -> tuple[set[Tile], list[FramePose]]:
     """Upsert poses and skips; return the tiles under every footprint that appeared, moved or
-    went away (a re-matched sequence usually changes only its last few seconds)."""
+    went away (a re-matched sequence usually changes only its last few seconds), and those
+    poses, before and after."""
     ids = [p.frame_id for p in poses.posed] + [s.frame_id for s in poses.skipped]
     old = _existing_poses(session, ids)
-    touched: set[Tile] = set()
+    moved: list[FramePose] = []
     changed = []
     for posed in poses.posed:
         row = old.get(posed.frame_id)
         if row is not None and _same_pose(row, posed):
             continue
         if row is not None:
-            touched.update(footprint_tiles(_pose_of(row, posed.pose.time_s), bev))
-        touched.update(footprint_tiles(posed.pose, bev))
+            moved.append(_pose_of(row, posed.pose.time_s))
+        moved.append(posed.pose)
         changed.append(_pose_values(posed, now))
     _upsert_poses(session, changed)
     gone = [skip.frame_id for skip in poses.skipped if skip.frame_id in old]
-    for frame_id in gone:
-        touched.update(footprint_tiles(_pose_of(old[frame_id], 0.0), bev))
+    moved.extend(_pose_of(old[frame_id], 0.0) for frame_id in gone)
     _delete_poses(session, gone)
     _replace_skips(session, poses, now)
-    return touched
+    return {tile for pose in moved for tile in footprint_tiles(pose, bev)}, moved
 
 
 def _upsert_poses(session: Session, rows: list[dict[str, object]]) -> None:

@@ -39,8 +39,11 @@ from mapbuilder.tiles.lanes import lane_lines
 from mapbuilder.tiles.map_frames import (
     METRES_PER_DEGREE,
     MapFrame,
+    SequenceOrder,
+    in_box,
     nearest_per_pose,
     sequence_order,
+    sequences_near,
     stored_map_frames,
 )
 from mapbuilder.tiles.poses import SMOOTHED, CatalogPose, PoseRefiner
@@ -78,6 +81,9 @@ MAX_SHIFT_M = 20.0
 MAP_REACH_M = 12.0
 MAP_MAX_ANGLE_DEG = 45.0
 MAP_FRAMES_PER_POSE = 3
+# A later sequence's stored poses may lie this much farther from a moved pose than the smoothed
+# poses its map was chosen around (refinement moves a pose by about the receiver's bias).
+FOLLOW_MARGIN_M = 8.0
 
 
 @dataclass(frozen=True)
@@ -141,9 +147,9 @@ class CatalogRefiner:
         self._registered_now: dict[str, MapFrame] = {}
         self._handled: set[SequenceKey] = set()
         # Per sequence handled, its smoothed poses and the map it was aligned to (`realign`
-        # checks both against what is stored once this run's poses are), and those refined now.
+        # checks it against what is stored once this run's poses are).
         self._maps: dict[SequenceKey, tuple[list[CatalogPose], list[MapFrame]]] = {}
-        self._moved: dict[SequenceKey, list[CatalogPose]] = {}
+        self._orders: dict[SequenceKey, SequenceOrder] = {}
 
     def __call__(self, found: Sequence[CatalogPose]) -> list[CatalogPose]:
         """One sequence's smoothed poses (time order) refined: same frames, same order."""
@@ -160,22 +166,28 @@ class CatalogRefiner:
             return reused
         poses = self._refined(found, inputs, lanes, near, digest)
         self._remember(poses, inputs)
-        if any(p.source == REGISTERED for p in poses):
-            self._moved[inputs.key] = poses
         return poses
 
-    def realign(self) -> list[SequenceKey]:
-        """Sequences to pose again once this run's poses are stored, to line up with the map
-        as it now is: a sequence handled here whose map changed meanwhile (another worker
-        stored a sequence before it), and one not handled here that comes after a sequence
-        refined now and lies near it (it was aligned to that one's old poses)."""
+    def realign(
+        self, posed: Collection[SequenceKey], moved: Sequence[FramePose]
+    ) -> list[SequenceKey]:
+        """Sequences to pose again once the poses of the `posed` sequences are stored, to line
+        up with the map as it now is: one handled here whose map changed meanwhile (another
+        worker stored a sequence before it), and one not posed here that came after the first
+        of them and has poses near those that `moved` (old and new: it may have been aligned to
+        them). Taking too many costs little: an unchanged map gives the same digest."""
         stale = {
             key
             for key, (found, near) in self._maps.items()
             if _positions(self._map(key, found)) != _positions(near)
         }
-        after = {later for key, poses in self._moved.items() for later in self._after(key, poses)}
-        return sorted(stale | (after - self._handled))
+        if not moved:
+            return sorted(stale)
+        near = sequences_near(self.catalog, moved, MAP_REACH_M + FOLLOW_MARGIN_M) - set(posed)
+        order = self._order({*near, *posed})
+        first = min((order[key] for key in posed if key in order), default=None)
+        after = {key for key in near if first is not None and key in order and order[key] > first}
+        return sorted(stale | after)
 
     def _map(
         self,
@@ -189,8 +201,8 @@ class CatalogRefiner:
         it, near its poses; stored ones, but for the sequences in `skip`, and `fresh` ones."""
         stored = stored_map_frames(self.catalog, key, found, MAP_REACH_M, REGISTERED)
         candidates = [m for m in stored if m.key not in skip]
-        candidates += [m for m in fresh if m.key != key]
-        order = sequence_order(self.catalog, {key, *(m.key for m in candidates)})
+        candidates += [m for m in in_box(fresh, found, MAP_REACH_M) if m.key != key]
+        order = self._order({key, *(m.key for m in candidates)})
         own = order.get(key)
         earlier = [m for m in candidates if own is not None and order.get(m.key, own) < own]
         return nearest_per_pose(
@@ -201,13 +213,12 @@ class CatalogRefiner:
             per_pose=MAP_FRAMES_PER_POSE,
         )
 
-    def _after(self, key: SequenceKey, poses: Sequence[CatalogPose]) -> set[SequenceKey]:
-        """Sequences that reached the catalog after `key` and have refined frames near these
-        poses."""
-        near = {m.key for m in stored_map_frames(self.catalog, key, poses, MAP_REACH_M, REGISTERED)}
-        order = sequence_order(self.catalog, near | {key})
-        own = order.get(key)
-        return {k for k in near if own is not None and k in order and order[k] > own}
+    def _order(self, keys: Collection[SequenceKey]) -> dict[SequenceKey, SequenceOrder]:
+        """Where these sequences stand in the map's order, read once per sequence per run."""
+        missing = [key for key in keys if key not in self._orders]
+        if missing:
+            self._orders.update(sequence_order(self.catalog, missing))
+        return {key: self._orders[key] for key in keys if key in self._orders}
 
     def _refined(
         self,

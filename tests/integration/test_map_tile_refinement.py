@@ -491,8 +491,29 @@ def test_a_new_batch_of_the_map_realigns_the_drives_after_it(
     assert _refined_at(ctx.catalog, key) > aligned_at
     assert _map_pairs(ctx.catalog, key) > len(drives.later) / 2
     assert drives.gap_m(_poses(ctx.catalog)) < 0.15
-    again = build_imagery(ctx)
-    assert (again.sequences_posed, again.sequences_realigned) == (0, 0)
+    again = update_poses(ctx, [key, (DEVICE, SEQUENCE)])
+    assert (again.refined, again.tiles_marked, again.realign) == (0, 0, [])
+
+
+def test_a_drive_whose_map_went_away_is_refined_again_on_its_own(
+    ctx: TileContext, drives: TwoDrives, sharp_drive: Path
+) -> None:
+    """The first drive's frames are damaged in the store and its next batch arrives: it can no
+    longer be refined and keeps its smoothed poses, so the map the later drive was aligned to
+    is gone; the build poses the later drive again, on its own."""
+    half = len(drives.first) // 2
+    _seed(ctx, drives.first[:half], sharp_drive)
+    build_imagery(ctx)
+    key = _seed_later(ctx, drives.later, sharp_drive)
+    build_imagery(ctx)
+    assert _map_pairs(ctx.catalog, key) > 0
+    for frame in drives.first[:half]:
+        ctx.store.put_bytes(frame_object_key(DEVICE, frame.frame_id), b"not the frame")
+    _seed(ctx, drives.first[half:], sharp_drive, first_index=half)
+    run = build_imagery(ctx)
+    assert run.sequences_not_refined == {"frame_unreadable": 1}
+    assert run.sequences_realigned == 1
+    assert _map_pairs(ctx.catalog, key) == 0
 
 
 def test_a_sequence_whose_map_changed_while_it_was_refined_is_posed_again(
@@ -506,10 +527,10 @@ def test_a_sequence_whose_map_changed_while_it_was_refined_is_posed_again(
     early = CatalogRefiner(ctx.catalog, ctx.store)
     _pose_with(ctx, key, early)
     update_poses(ctx, [(DEVICE, SEQUENCE)])
-    assert early.realign() == [key]
+    assert early.realign([], []) == [key]
     late = CatalogRefiner(ctx.catalog, ctx.store)
     _pose_with(ctx, key, late)
-    assert late.realign() == []
+    assert late.realign([], []) == []
 
 
 def _pose_with(ctx: TileContext, key: SequenceKey, refiner: CatalogRefiner) -> None:
