@@ -2,14 +2,14 @@
 whose refined poses are stored.
 
 Sequences take one order, by when their first frame was received (device and sequence ids
-breaking ties; any frame, so a batch validated late cannot move a sequence ahead), and a sequence is aligned only to sequences before it: the map as it stood
-when the drive arrived. So the dependence runs one way: a drive never moves one that was there
-before it (the tiles built from that stay where they are, also when a device uploads last week's
-drive today), and a sequence posed again with the same frames finds the same map, so the same
-digest, and keeps its stored poses. Of the map frames within reach, only the few nearest to each
-pose that look about the same way are kept: registration pairs a frame with its nearest, and on
-a street driven a hundred times the map a sequence reads (and the digest it is part of) stays
-small.
+breaking ties; any frame, so a batch validated late cannot move a sequence ahead), and a
+sequence is aligned only to sequences before it: the map as it stood when the drive arrived.
+So the dependence runs one way: a drive never moves one that was there before it (the tiles
+built from that stay where they are, also when a device uploads last week's drive today), and
+a sequence posed again with the same frames finds the same map, so the same digest, and keeps
+its stored poses. Of the map frames within reach, only the few nearest to each pose that look
+about the same way are kept: registration pairs a frame with its nearest, and on a street
+driven a hundred times the map a sequence reads (and the digest it is part of) stays small.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import and_, func, not_, select, tuple_
 
 from ingest.catalog import Camera, Frame, FrameState
@@ -36,6 +37,7 @@ QUERY_CHUNK = 64
 KEYS_PER_QUERY = 200
 SequenceOrder = tuple[float, str, str]  # when it reached the catalog (Unix seconds), its ids
 T = TypeVar("T")
+FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,12 @@ def stored_map_frames(
     these poses (a chunk at a time) widened by `reach_m`."""
     near: dict[str, MapFrame] = {}
     for chunk in _chunks(found, QUERY_CHUNK):
-        for frame in _in_box(catalog, key, chunk, reach_m, source):
+        for frame in _stored_in_box(catalog, key, chunk, reach_m, source):
             near[frame.frame_id] = frame
     return list(near.values())
 
 
-def _in_box(
+def _stored_in_box(
     catalog: Catalog, key: SequenceKey, chunk: Sequence[CatalogPose], reach_m: float, source: str
 ) -> list[MapFrame]:
     """`stored_map_frames` for one chunk of poses."""
@@ -142,20 +144,13 @@ def nearest_per_pose(
     min_cos = math.cos(math.radians(max_angle_deg))
     kept: set[int] = set()
     for chunk in _chunks(poses, QUERY_CHUNK):
-        plon = np.array([p.pose.lon for p in chunk])
-        plat = np.array([p.pose.lat for p in chunk])
-        pad_lat = reach_m / METRES_PER_DEGREE
-        pad_lon = pad_lat / max(math.cos(math.radians(float(np.max(np.abs(plat))))), 0.01)
-        inside = np.flatnonzero(
-            (np.abs(lat - np.clip(lat, plat.min(), plat.max())) <= pad_lat)
-            & (np.abs(lon - np.clip(lon, plon.min(), plon.max())) <= pad_lon)
-        )
+        at = [p.pose for p in chunk]
+        west, south, east, north = _box(at, reach_m)
+        inside = np.flatnonzero((lon >= west) & (lon <= east) & (lat >= south) & (lat <= north))
         if inside.size == 0:
             continue
-        east = (lon[inside, None] - plon) * np.cos(np.radians(plat)) * METRES_PER_DEGREE
-        north = (lat[inside, None] - plat) * METRES_PER_DEGREE
-        distance = np.hypot(east, north)
-        alike = np.cos(heading[inside, None] - np.radians([p.pose.heading_deg for p in chunk]))
+        distance = _distances(lon[inside], lat[inside], at)
+        alike = np.cos(heading[inside, None] - np.radians([p.heading_deg for p in at]))
         distance[~((distance <= reach_m) & (alike >= min_cos))] = np.inf  # NaN is out too
         nearest = np.argsort(distance, axis=0, kind="stable")[:per_pose]
         reached = np.isfinite(np.take_along_axis(distance, nearest, axis=0))
@@ -187,9 +182,15 @@ def sequences_near(
                 .join(Frame, Frame.frame_id == FramePoseRow.frame_id)
                 .where(FramePoseRow.lat.between(south, north), FramePoseRow.lon.between(west, east))
             ).all()
-        for device, sequence, lon, lat in rows:
-            if min(_metres(lon, lat, p) for p in chunk) <= reach_m:
-                found.add((device, sequence))
+        if rows:
+            lon = np.array([row[2] for row in rows])
+            lat = np.array([row[3] for row in rows])
+            near = _distances(lon, lat, chunk).min(axis=1)
+            found.update(
+                (row[0], row[1])
+                for row, metres in zip(rows, near, strict=True)
+                if metres <= reach_m
+            )
     return found
 
 
@@ -202,10 +203,19 @@ def _box(poses: Sequence[FramePose], reach_m: float) -> tuple[float, float, floa
     return min(lon) - pad_lon, min(lat) - pad_lat, max(lon) + pad_lon, max(lat) + pad_lat
 
 
-def _metres(lon: float, lat: float, pose: FramePose) -> float:
-    """Metres between a position and a nearby pose (equirectangular)."""
-    east = (lon - pose.lon) * math.cos(math.radians(pose.lat)) * METRES_PER_DEGREE
-    return math.hypot(east, (lat - pose.lat) * METRES_PER_DEGREE)
+def _distances(lon: FloatArray, lat: FloatArray, poses: Sequence[FramePose]) -> FloatArray:
+    """Metres from each position (rows) to each of these nearby poses (columns),
+    equirectangular."""
+    plon = np.array([p.lon for p in poses])
+    plat = np.array([p.lat for p in poses])
+    east = (lon[:, None] - plon) * np.cos(np.radians(plat)) * METRES_PER_DEGREE
+    return np.asarray(np.hypot(east, (lat[:, None] - plat) * METRES_PER_DEGREE), np.float64)
+
+
+def metres_apart(a: FramePose, b: FramePose) -> float:
+    """Metres between two nearby poses (equirectangular)."""
+    east = (b.lon - a.lon) * math.cos(math.radians(a.lat)) * METRES_PER_DEGREE
+    return math.hypot(east, (b.lat - a.lat) * METRES_PER_DEGREE)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

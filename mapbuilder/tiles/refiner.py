@@ -3,10 +3,10 @@
 `CatalogRefiner` is the pipeline's: for each sequence it reads what refinement needs from the
 catalog (`refine_inputs`: the receiver's fixes, speeds and HDOP, the device's odometry), lane
 lines from the roads the sequence was matched to (`lanes`) and the frames from the object store,
-and refines them from the receiver's fixes, aligned to the map (`map_frames`: frames of
-sequences that reached the catalog before it, refined, near it; their poses stay as they are, and one refined
-earlier in the same run counts with its new poses), unless the very same inputs (the map frames
-near it included) were refined before:
+and refines them from the receiver's fixes, aligned to the map (`map_frames`: refined frames
+of sequences that reached the catalog before it, near it; their poses stay as they are, and one
+refined earlier in the same run counts with its new poses), unless the very same inputs (the
+map frames near it included) were refined before:
 then the stored poses come back, so a sequence is refined once per change whichever task asks
 first, and the tiles built from it do not depend on the order blocks are built in. A sequence
 that cannot be refined keeps its smoothed poses and the reason is recorded; it never fails the
@@ -37,10 +37,10 @@ from mapbuilder.tiles.constraints import RegistrationMemo
 from mapbuilder.tiles.frames import FrameUnreadableError, read_frame
 from mapbuilder.tiles.lanes import lane_lines
 from mapbuilder.tiles.map_frames import (
-    METRES_PER_DEGREE,
     MapFrame,
     SequenceOrder,
     in_box,
+    metres_apart,
     nearest_per_pose,
     sequence_order,
     sequences_near,
@@ -145,9 +145,8 @@ class CatalogRefiner:
         # Poses registered in this run, not stored yet: later sequences align to them, not to
         # what is stored for the sequences handled in this run.
         self._registered_now: dict[str, MapFrame] = {}
-        self._handled: set[SequenceKey] = set()
-        # Per sequence handled, its smoothed poses and the map it was aligned to (`realign`
-        # checks it against what is stored once this run's poses are).
+        # Per sequence handled in this run, its smoothed poses and the map it was aligned to
+        # (`realign` checks it against what is stored once this run's poses are).
         self._maps: dict[SequenceKey, tuple[list[CatalogPose], list[MapFrame]]] = {}
         self._orders: dict[SequenceKey, SequenceOrder] = {}
 
@@ -156,7 +155,7 @@ class CatalogRefiner:
         inputs = read_inputs(self.catalog, found)
         lanes = lane_lines(inputs.roads)
         fresh = self._registered_now.values()
-        near = self._map(inputs.key, found, fresh=fresh, skip=self._handled)
+        near = self._map(inputs.key, found, fresh=fresh, skip=self._maps.keys())
         self._maps[inputs.key] = (list(found), near)
         settings = f"{REFINER_VERSION}:{self.settings!r}"
         digest = inputs_sha256(found, inputs, lanes, settings, near)
@@ -256,9 +255,8 @@ class CatalogRefiner:
         return poses
 
     def _remember(self, poses: Sequence[CatalogPose], inputs: SequenceInputs) -> None:
-        """Mark the sequence handled and keep its registered poses as map frames for the
-        sequences after it in this run."""
-        self._handled.add(inputs.key)
+        """Keep the sequence's registered poses as map frames for the sequences after it in
+        this run."""
         for posed, frame in zip(poses, inputs.frames, strict=True):
             if posed.source == REGISTERED:
                 calibration = inputs.calibrations[posed.camera_id]
@@ -438,7 +436,7 @@ def _refined_run(
         log.exception("pose refinement failed")
         raise NotRefinedError("refinement_failed", f"{type(exc).__name__}: {exc}") from exc
     poses = [_rounded(p) for p in result.poses]
-    shift = max(_distance_m(f.pose, p) for f, p in zip(drive.frames, poses, strict=True))
+    shift = max(metres_apart(f.pose, p) for f, p in zip(drive.frames, poses, strict=True))
     if not math.isfinite(shift) or shift > MAX_SHIFT_M:
         msg = (
             f"refined poses moved up to {shift:.1f} m from the receiver's fixes (more than "
@@ -454,10 +452,3 @@ def _rounded(pose: FramePose) -> FramePose:
     return FramePose(
         round(pose.lon, 9), round(pose.lat, 9), round(pose.heading_deg, 4) % 360.0, pose.time_s
     )
-
-
-def _distance_m(a: FramePose, b: FramePose) -> float:
-    """Metres between two nearby poses (equirectangular: ample for a sanity gate)."""
-    east = (b.lon - a.lon) * math.cos(math.radians(a.lat)) * METRES_PER_DEGREE
-    north = (b.lat - a.lat) * METRES_PER_DEGREE
-    return math.hypot(east, north)

@@ -87,18 +87,29 @@ def either_ctx(
         yield TileContext(catalog, LocalObjectStore(tmp_path / "store"))
 
 
-def _seed(ctx: TileContext, frames: list[Keyframe], drive: Path, first_index: int = 0) -> None:
-    """Put frames of the test's sequence in the catalog and the store, and match it."""
+def _seed(
+    ctx: TileContext,
+    frames: list[Keyframe],
+    drive: Path,
+    first_index: int = 0,
+    *,
+    device: str = DEVICE,
+    start: datetime | None = None,
+) -> SequenceKey:
+    """Put frames of the test's sequence (of `device`, captured from `start`) in the catalog
+    and the store, and match it."""
     key = seed_drive(
         ctx.catalog,
         ctx.store,
         frames,
-        device_id=DEVICE,
+        device_id=device,
         sequence_id=SEQUENCE,
         camera=calibration_of(drive),
+        start=start,
         first_index=first_index,
     )
     match(ctx.catalog, [key])
+    return key
 
 
 def _stored(catalog: Catalog) -> dict[str, FramePoseRow]:
@@ -108,9 +119,9 @@ def _stored(catalog: Catalog) -> dict[str, FramePoseRow]:
     return {row.frame_id: row for row in rows}
 
 
-def _refinement(catalog: Catalog) -> PoseRefinement:
+def _refinement(catalog: Catalog, key: SequenceKey = (DEVICE, SEQUENCE)) -> PoseRefinement:
     with catalog.session() as session:
-        row = session.get(PoseRefinement, (DEVICE, SEQUENCE))
+        row = session.get(PoseRefinement, key)
         assert row is not None
         session.expunge(row)
         return row
@@ -354,24 +365,9 @@ def later(later_truth: list[Keyframe]) -> list[Keyframe]:
 
 def _seed_later(ctx: TileContext, frames: list[Keyframe], drive: Path) -> SequenceKey:
     """The later drive in the catalog and the store (device-b, the next day), matched."""
-    key = seed_drive(
-        ctx.catalog,
-        ctx.store,
-        frames,
-        device_id=LATER_DEVICE,
-        sequence_id=SEQUENCE,
-        camera=calibration_of(drive),
-        start=datetime(2026, 11, 3, 9, 0, tzinfo=UTC),
+    return _seed(
+        ctx, frames, drive, device=LATER_DEVICE, start=datetime(2026, 11, 3, 9, tzinfo=UTC)
     )
-    match(ctx.catalog, [key])
-    return key
-
-
-def _map_pairs(catalog: Catalog, key: SequenceKey) -> int:
-    with catalog.session() as session:
-        record = session.get(PoseRefinement, key)
-        assert record is not None
-        return record.map_pairs_used
 
 
 @dataclass(frozen=True)
@@ -423,7 +419,10 @@ def test_a_later_drive_is_aligned_to_the_drive_already_in_the_map(
     first = _poses(ctx.catalog)
     key = _seed_later(ctx, drives.later, sharp_drive)
     assert update_poses(ctx, [key]).refined == 1
-    assert alone.map_pairs_used == 0 and _map_pairs(ctx.catalog, key) > len(drives.later) / 2
+    assert (
+        alone.map_pairs_used == 0
+        and _refinement(ctx.catalog, key).map_pairs_used > len(drives.later) / 2
+    )
     poses = _poses(ctx.catalog)
     assert {k: poses[k] for k in first} == first
     assert drives.gap_m({**first, **alone_poses}) > 0.5
@@ -447,8 +446,8 @@ def test_drives_posed_together_align_in_the_order_they_arrived(
     _seed(ctx, drives.first, sharp_drive)
     update = update_poses(ctx, [(DEVICE, SEQUENCE), key])
     assert update.refined == 2
-    assert _map_pairs(ctx.catalog, key) == 0
-    assert _map_pairs(ctx.catalog, (DEVICE, SEQUENCE)) > len(drives.first) / 2
+    assert _refinement(ctx.catalog, key).map_pairs_used == 0
+    assert _refinement(ctx.catalog, (DEVICE, SEQUENCE)).map_pairs_used > len(drives.first) / 2
     assert drives.gap_m(_poses(ctx.catalog)) < 0.15
 
 
@@ -466,7 +465,7 @@ def test_map_frames_that_cannot_be_read_are_passed_over(
     key = _seed_later(ctx, drives.later, sharp_drive)
     update = update_poses(ctx, [key])
     assert (update.refined, update.not_refined) == (1, {})
-    assert _map_pairs(ctx.catalog, key) > len(drives.later) / 2
+    assert _refinement(ctx.catalog, key).map_pairs_used > len(drives.later) / 2
     assert drives.gap_m(_poses(ctx.catalog)) < 0.15
 
 
@@ -484,12 +483,12 @@ def test_a_new_batch_of_the_map_realigns_the_drives_after_it(
     build_imagery(ctx)
     key = _seed_later(ctx, drives.later, sharp_drive)
     build_imagery(ctx)
-    aligned_at = _refined_at(ctx.catalog, key)
+    aligned_at = _refinement(ctx.catalog, key).refined_at
     _seed(ctx, drives.first[half:], sharp_drive, first_index=half)
     run = build_imagery(ctx)
     assert (run.sequences_refined, run.sequences_realigned) == (1, 1)
-    assert _refined_at(ctx.catalog, key) > aligned_at
-    assert _map_pairs(ctx.catalog, key) > len(drives.later) / 2
+    assert _refinement(ctx.catalog, key).refined_at > aligned_at
+    assert _refinement(ctx.catalog, key).map_pairs_used > len(drives.later) / 2
     assert drives.gap_m(_poses(ctx.catalog)) < 0.15
     again = update_poses(ctx, [key, (DEVICE, SEQUENCE)])
     assert (again.refined, again.tiles_marked, again.realign) == (0, 0, [])
@@ -506,14 +505,14 @@ def test_a_drive_whose_map_went_away_is_refined_again_on_its_own(
     build_imagery(ctx)
     key = _seed_later(ctx, drives.later, sharp_drive)
     build_imagery(ctx)
-    assert _map_pairs(ctx.catalog, key) > 0
+    assert _refinement(ctx.catalog, key).map_pairs_used > 0
     for frame in drives.first[:half]:
         ctx.store.put_bytes(frame_object_key(DEVICE, frame.frame_id), b"not the frame")
     _seed(ctx, drives.first[half:], sharp_drive, first_index=half)
     run = build_imagery(ctx)
     assert run.sequences_not_refined == {"frame_unreadable": 1}
     assert run.sequences_realigned == 1
-    assert _map_pairs(ctx.catalog, key) == 0
+    assert _refinement(ctx.catalog, key).map_pairs_used == 0
 
 
 def test_a_sequence_whose_map_changed_while_it_was_refined_is_posed_again(
@@ -542,10 +541,3 @@ def _pose_with(ctx: TileContext, key: SequenceKey, refiner: CatalogRefiner) -> N
         options=MatchSettings().sequence_options(),
         refine=refiner,
     )
-
-
-def _refined_at(catalog: Catalog, key: SequenceKey) -> datetime:
-    with catalog.session() as session:
-        record = session.get(PoseRefinement, key)
-        assert record is not None
-        return record.refined_at
