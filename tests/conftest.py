@@ -9,11 +9,11 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from ingest.db import Catalog
-from roadswarm.sim.drive import DriveOptions, simulate_drive
 from roadswarm.sim.world import World, build_world
 from tests.ingest_helpers import Harness, catalog_at, served_api
 from tests.integration.edge_drive import process_args, roadswarm
 from tests.osm_fixtures import write_grid_osm
+from tests.tile_helpers import simulated
 
 
 @pytest.fixture(scope="session")
@@ -65,10 +65,8 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def short_drive(grid_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 30-second drive at 640x360, 15 fps: video, NMEA and GPX logs, calibration."""
-    out = tmp_path_factory.mktemp("short-drive") / "drive"
-    options = DriveOptions(minutes=0.5, seed=5, fps=15.0, width_px=640, height_px=360)
-    simulate_drive(grid_world, out, options)
-    return out
+    folder = tmp_path_factory.mktemp("short-drive")
+    return simulated(grid_world, folder, minutes=0.5, seed=5, fps=15.0, width_px=640, height_px=360)
 
 
 @pytest.fixture(scope="session")

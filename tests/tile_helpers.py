@@ -25,6 +25,7 @@ from mapbuilder.matching.matcher import MapMatcher
 from mapbuilder.roads.network import RoadNetwork
 from mapbuilder.tiles.context import TileContext
 from mapbuilder.tiles.posing import PoseUpdate, update_poses
+from roadswarm.sim.drive import DriveOptions, simulate_drive
 from roadswarm.sim.world import World
 
 SPACING_M = 4.0
@@ -48,6 +49,13 @@ class Keyframe:
     def frame_id(self) -> str:
         """The sha256 of the JPEG, as the edge names frames."""
         return hashlib.sha256(self.jpeg).hexdigest()
+
+
+def simulated(world: World, folder: Path, **options: Any) -> Path:
+    """A drive simulated over `world` with `DriveOptions(**options)`, written in `folder`/drive."""
+    out = folder / "drive"
+    simulate_drive(world, out, DriveOptions(**options))
+    return out
 
 
 def keyframes(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from mapbuilder.geo import LocalFrame
 from mapbuilder.tiles.build import PosedFrame
+from mapbuilder.tiles.markings import SolidLines
 from mapbuilder.tiles.posegraph import Edges, Lanes, Observed, wrap
 from mapbuilder.tiles.register import (
     GroundView,
@@ -49,10 +50,17 @@ class Gates:
 @dataclass(frozen=True)
 class LaneLine:
     """A lane centre the vehicle drove along, as map matching implies it: the matched segment's
-    centreline shifted to the lane's offset, vertices (lon, lat) in the driving direction."""
+    centreline shifted to the lane's offset, vertices (lon, lat) in the driving direction.
+
+    Where its direction has several lanes, `from_right` says which lane this is (0 the
+    rightmost) of `lanes`, each `lane_width_m` wide: only frames whose imagery shows they were
+    in it (`markings.lane_agreement`) are held to it. None: the direction's only lane."""
 
     lon: tuple[float, ...]
     lat: tuple[float, ...]
+    from_right: int | None = None
+    lanes: int = 1
+    lane_width_m: float = 0.0
 
 
 PairKey = tuple[str, str, str, RelativeMotion]  # frame ids, the viewer's fingerprint, the guess
@@ -65,11 +73,14 @@ class RegistrationMemo:
     A registration depends on the two frames' pixels (a catalog frame's id is the sha256 of its
     bytes), the viewer's remap table and the starting guess, and on nothing else: those are the
     key, so what is found here is what registering again would give. Only frames whose ids name
-    their bytes may be looked up; the oldest pairs go past `max_pairs`."""
+    their bytes may be looked up; the oldest pairs go past `max_pairs`. The solid lines seen
+    on a frame (`markings.solid_lines`) are kept the same way, keyed by its id and the viewer's
+    fingerprint, so a frame whose pairs are all held here is not decoded again."""
 
     def __init__(self, max_pairs: int = 50_000) -> None:
         self.max_pairs = max_pairs
         self._found: OrderedDict[PairKey, RelativeMotion] = OrderedDict()
+        self._lines: OrderedDict[tuple[str, str], SolidLines] = OrderedDict()
 
     def get(self, key: PairKey) -> RelativeMotion | None:
         """The registration made under `key`, if it is still held."""
@@ -85,6 +96,21 @@ class RegistrationMemo:
         while len(self._found) > self.max_pairs:
             self._found.popitem(last=False)
 
+    def lines(self, frame_id: str, fingerprint: str) -> SolidLines | None:
+        """The solid lines seen on the frame through the viewer of `fingerprint`, if held."""
+        key = (frame_id, fingerprint)
+        seen = self._lines.get(key)
+        if seen is not None:
+            self._lines.move_to_end(key)
+        return seen
+
+    def put_lines(self, frame_id: str, fingerprint: str, seen: SolidLines) -> None:
+        """Remember the solid lines seen on a frame."""
+        self._lines[frame_id, fingerprint] = seen
+        self._lines.move_to_end((frame_id, fingerprint))
+        while len(self._lines) > self.max_pairs:
+            self._lines.popitem(last=False)
+
 
 def sequence_edges(
     frames: Sequence[PosedFrame],
@@ -93,16 +119,20 @@ def sequence_edges(
     gates: Gates,
     offset: int = 0,
     memo: RegistrationMemo | None = None,
+    on_view: Callable[[int, GroundView], None] | None = None,
 ) -> tuple[Edges, int]:
     """Registrations of each frame of one sequence with its next `max_gap`, those passing the
     gates (frame indices + `offset`), and how many were tried. A pair found in `memo` is not
     registered again, and a frame none of whose pairs needs registering is not decoded. Only
-    max_gap + 1 ground views are held at a time; each frame is decoded at most once."""
+    max_gap + 1 ground views are held at a time; each frame is decoded at most once, and each
+    view decoded is shown to `on_view` (with the frame's index in `frames`)."""
     views: dict[int, GroundView] = {}
 
     def view(k: int) -> GroundView:
         if k not in views:
             views[k] = viewer.view(frames[k].load())
+            if on_view is not None:
+                on_view(k, views[k])
         return views[k]
 
     found: list[tuple[int, int, RelativeMotion]] = []
@@ -215,6 +245,60 @@ def _edges(found: list[tuple[int, int, RelativeMotion]]) -> Edges:
     )
 
 
+@dataclass(frozen=True)
+class SolidLineSight:
+    """Per frame, the nearest solid line painted right and left of the camera, metres (NaN
+    where none was seen: `markings.solid_lines`)."""
+
+    right_m: FloatArray
+    left_m: FloatArray
+
+
+def unseen(count: int) -> SolidLineSight:
+    """No solid line seen on any of `count` frames."""
+    return SolidLineSight(np.full(count, np.nan), np.full(count, np.nan))
+
+
+# Where in its lane a solid line puts the camera, in lane widths from the line (a lane's centre
+# is 0.5; an edge line is painted a little inside the road). Nearer a lane's edge, the car is
+# changing lanes and no lane is told.
+LANE_PLACE = (0.15, 0.85)
+NEIGHBOURS = 2  # frames either way that must not put the car in another lane
+NO_LANE = -1
+
+
+def lane_agreement(line: LaneLine, sight: SolidLineSight) -> NDArray[np.bool_]:
+    """The frames `line` may hold: all for a direction's only lane; for one of several, those
+    whose solid lines put them in it, with no neighbour putting them elsewhere."""
+    count = sight.right_m.size
+    if line.from_right is None:
+        return np.ones(count, bool)
+    width = line.lane_width_m
+    right = _lane_from(sight.right_m, width)
+    left = _lane_from(sight.left_m, width)
+    from_left = line.lanes - 1 - line.from_right
+    known = (right != NO_LANE) | (left != NO_LANE)
+    disagrees = ((right != NO_LANE) & (right != line.from_right)) | (
+        (left != NO_LANE) & (left != from_left)
+    )
+    disagrees |= (np.isfinite(sight.right_m) & (right == NO_LANE)) | (
+        np.isfinite(sight.left_m) & (left == NO_LANE)
+    )
+    window = np.ones(2 * NEIGHBOURS + 1)
+    near_disagreement = np.convolve(disagrees.astype(float), window, mode="same") > 0
+    return np.asarray(known & ~disagrees & ~near_disagreement)
+
+
+def _lane_from(distance_m: FloatArray, lane_width_m: float) -> NDArray[np.int64]:
+    """Which lane (0 the nearest) a solid line `distance_m` away puts the camera in, NO_LANE
+    where none was seen or the camera is near a lane's edge."""
+    place = distance_m / lane_width_m if lane_width_m > 0 else np.full_like(distance_m, np.nan)
+    lane = np.floor(np.nan_to_num(place, nan=-1.0)).astype(np.int64)
+    within = place - lane
+    told = np.isfinite(place) & (within >= LANE_PLACE[0]) & (within <= LANE_PLACE[1])
+    return np.where(told, lane, NO_LANE)
+
+
 def lane_constraints(
     lanes: Sequence[LaneLine],
     local: LocalFrame,
@@ -223,13 +307,16 @@ def lane_constraints(
     search_m: float,
     max_angle_deg: float,
     end_margin_m: float,
+    sight: SolidLineSight | None = None,
 ) -> Lanes:
     """For each frame, the nearest lane piece within reach whose driving direction agrees with
     the frame's heading, as a point and a unit normal (a two-way road driven both ways has a
-    lane line each way, a lane apart: a frame must not take the other one). The last
+    lane line each way, a lane apart: a frame must not take the other one), among the lines
+    whose lane the frame's `sight` of solid lines agrees with (`lane_agreement`). The last
     `end_margin_m` at either end of a lane line are left out: there drivers round the corner
     of the junction and the line says little."""
     n = observed.x.size
+    sight = sight or unseen(n)
     best = np.full(n, np.inf)
     point = np.zeros((n, 2))
     normal = np.zeros((n, 2))
@@ -237,6 +324,7 @@ def lane_constraints(
     position = np.stack([observed.x, observed.y], axis=1)
     min_cos = math.cos(math.radians(max_angle_deg))
     for lane in lanes:
+        held = lane_agreement(lane, sight)
         lx, ly = local.to_local(np.array(lane.lon), np.array(lane.lat))
         vertices = np.stack([lx, ly], axis=1)
         lengths = np.hypot(*np.diff(vertices, axis=0).T)
@@ -250,7 +338,7 @@ def lane_constraints(
             distance = np.hypot(*(position - foot).T)
             inside = np.abs(start + along - starts[-1] / 2) <= starts[-1] / 2 - end_margin_m
             aligned = forward @ direction >= min_cos
-            better = aligned & inside & (distance < best) & (distance <= search_m)
+            better = held & aligned & inside & (distance < best) & (distance <= search_m)
             best[better] = distance[better]
             point[better] = foot[better]
             normal[better] = (direction[1], -direction[0])

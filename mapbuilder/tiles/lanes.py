@@ -1,11 +1,12 @@
 """Lane lines for pose refinement, from the road segments a sequence was matched to.
 
-A frame matched to a segment in some direction was driven in a lane of that direction. Where
-that direction has a single lane (a two-way road of two lanes, a one-way road of one), its
-centre is known from the segment's centreline and width: half a lane right of the centre on a
-two-way road, the centreline on a one-way one. Where a direction has several lanes, which one
-the car was in is not known, and a wrong guess would pull the imagery a lane's width sideways,
-so such segments give no lane line.
+A frame matched to a segment in some direction was driven in a lane of that direction. Each
+lane's centre is known from the segment's centreline and width: on a two-way road the
+direction's lanes fill the right half, on a one-way road all of it. Where that direction has a
+single lane, the car was in it. Where it has several, which one is not known from the map, and a
+wrong guess would pull the imagery a lane's width sideways: each lane's line is tagged with its
+place from the right, and a frame is held only to the one its own imagery shows it in
+(`markings`).
 """
 
 from __future__ import annotations
@@ -35,28 +36,42 @@ class MatchedRoad:
     width_m: float
 
 
-def lane_line(road: MatchedRoad) -> LaneLine | None:
-    """The centre of the lane the car drove in on `road`, or None when it cannot be known (several
-    lanes in its direction, or a single lane shared by both directions)."""
+def road_lanes(road: MatchedRoad) -> list[LaneLine]:
+    """The centres of the lanes of `road` in the direction it was driven, rightmost first; none
+    when that direction's lanes cannot be told apart from the other's (an odd number of lanes
+    on a two-way road)."""
     per_direction = road.lanes if road.oneway else road.lanes / 2
-    if per_direction != 1 or len(road.lonlat) < 2:
-        return None
+    if per_direction < 1 or per_direction != int(per_direction) or len(road.lonlat) < 2:
+        return []
+    count = int(per_direction)
     lon = np.array([p[0] for p in road.lonlat], np.float64)
     lat = np.array([p[1] for p in road.lonlat], np.float64)
     if road.direction == BACKWARD:
         lon, lat = lon[::-1], lat[::-1]
     local = LocalFrame(float(lon[0]), float(lat[0]))
     x, y = local.to_local(lon, lat)
+    centreline = np.stack([x, y], axis=1)
     lane_width = road.width_m / road.lanes
-    offset = 0.0 if road.oneway else road.width_m / 2 - lane_width / 2
-    shifted = offset_right(np.stack([x, y], axis=1), offset)
-    out_lon, out_lat = local.to_wgs84(shifted[:, 0], shifted[:, 1])
-    return LaneLine(tuple(out_lon.tolist()), tuple(out_lat.tolist()))
+    lines = []
+    for from_right in range(count):
+        # The direction's lanes fill the road's right half, or all of a one-way road.
+        shifted = offset_right(centreline, road.width_m / 2 - lane_width * (from_right + 0.5))
+        out_lon, out_lat = local.to_wgs84(shifted[:, 0], shifted[:, 1])
+        lines.append(
+            LaneLine(
+                tuple(out_lon.tolist()),
+                tuple(out_lat.tolist()),
+                from_right if count > 1 else None,
+                count,
+                lane_width,
+            )
+        )
+    return lines
 
 
 def lane_lines(roads: Sequence[MatchedRoad]) -> list[LaneLine]:
-    """The lane lines of the roads that have one, in the order given."""
-    return [line for road in roads if (line := lane_line(road)) is not None]
+    """The lane centres of the roads, in the order given."""
+    return [line for road in roads for line in road_lanes(road)]
 
 
 def offset_right(xy: FloatArray, offset_m: float) -> FloatArray:

@@ -6,7 +6,9 @@ several drives over the same roads.
    pass the gates become edges of the pose graph (`constraints.sequence_edges`).
 2. Lane lines the map matcher implies (a matched segment's centreline offset to the lane the
    vehicle drove in) anchor frames sideways where one lies within `lane_search_m` of the GNSS
-   position and runs within `lane_max_angle_deg` of its heading.
+   position and runs within `lane_max_angle_deg` of its heading. Where the direction has several
+   lanes, a frame is held only to the lane the solid lines painted beside it put it in
+   (`markings.solid_lines`, `constraints.lane_agreement`).
 3. The pose graph (`posegraph.solve`) fuses registration, GNSS with a drifting bias, heading,
    the distance driven and the lanes; positions go back to WGS84.
 4. With several sequences, each is refined alone first; then frames of later sequences are
@@ -24,9 +26,10 @@ other drives, say where along it the imagery belongs.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,10 +45,12 @@ from mapbuilder.tiles.constraints import (
     Gates,
     LaneLine,
     RegistrationMemo,
+    SolidLineSight,
     cross_edges,
     lane_constraints,
     sequence_edges,
 )
+from mapbuilder.tiles.markings import MarkingSettings, SolidLines, solid_lines
 from mapbuilder.tiles.posegraph import (
     NO_ANCHORS,
     Anchored,
@@ -54,7 +59,7 @@ from mapbuilder.tiles.posegraph import (
     Observed,
     solve,
 )
-from mapbuilder.tiles.register import GroundGrid, GroundViewer
+from mapbuilder.tiles.register import GroundGrid, GroundView, GroundViewer
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -84,6 +89,7 @@ class RefineSettings:
     lane_search_m: float = 6.0
     lane_max_angle_deg: float = 30.0
     lane_end_margin_m: float = 4.0
+    markings: MarkingSettings = field(default_factory=MarkingSettings)
     # Frames further apart in time are not linked by motion or GNSS bias (a stitched sequence
     # may hold a pause in which the car went anywhere); keyframes by distance at a red light
     # are half a minute apart.
@@ -167,7 +173,11 @@ def refine_sequences(
     local = LocalFrame(frames[0].pose.lon, frames[0].pose.lat)
     observed = _observed(drives, local, s.max_gap_s)
     viewer = GroundViewer(calibration, s.grid)
-    within, tried = _within_edges(drives, viewer, observed, s.gates, memo)
+    # Solid lines tell which lane a frame was in, where the map cannot (several lanes each way).
+    lines = _LineSight(frames, viewer, s.markings, memo)
+    needs_sight = any(line.from_right is not None for line in lanes)
+    looking = lines.look if needs_sight else None
+    within, tried = _within_edges(drives, viewer, observed, s.gates, memo, looking)
     lanes_found = lane_constraints(
         lanes,
         local,
@@ -175,6 +185,7 @@ def refine_sequences(
         search_m=s.lane_search_m,
         max_angle_deg=s.lane_max_angle_deg,
         end_margin_m=s.lane_end_margin_m,
+        sight=lines.sight() if needs_sight else None,
     )
     refined = solve(observed, _joined(within), lanes_found, s.graph)
     cross = _joined([])
@@ -267,15 +278,66 @@ def _within_edges(
     observed: Observed,
     gates: Gates,
     memo: RegistrationMemo | None,
+    on_view: Callable[[int, GroundView], None] | None,
 ) -> tuple[list[Edges], list[int]]:
-    """Each drive's own registrations (indices into all frames) and how many were tried."""
+    """Each drive's own registrations (indices into all frames) and how many were tried; each
+    view decoded is shown to `on_view` with its index into all frames."""
     edges, tried, offset = [], [], 0
     for drive in drives:
-        found, count = sequence_edges(drive.frames, viewer, observed, gates, offset, memo)
+        shown = None if on_view is None else functools.partial(_shifted, on_view, offset)
+        found, count = sequence_edges(drive.frames, viewer, observed, gates, offset, memo, shown)
         edges.append(found)
         tried.append(count)
         offset += len(drive.frames)
     return edges, tried
+
+
+def _shifted(
+    on_view: Callable[[int, GroundView], None], offset: int, k: int, view: GroundView
+) -> None:
+    on_view(offset + k, view)
+
+
+class _LineSight:
+    """The solid lines seen on each frame: from views decoded for registration, from `memo`, or
+    by decoding the frame."""
+
+    def __init__(
+        self,
+        frames: Sequence[PosedFrame],
+        viewer: GroundViewer,
+        settings: MarkingSettings,
+        memo: RegistrationMemo | None,
+    ) -> None:
+        self.frames, self.viewer, self.settings, self.memo = frames, viewer, settings, memo
+        self._seen: dict[int, SolidLines] = {}
+
+    def look(self, k: int, view: GroundView) -> None:
+        """Find the solid lines on frame k's `view`."""
+        seen = solid_lines(view, self.viewer.grid, self.settings)
+        self._seen[k] = seen
+        if self.memo is not None:
+            self.memo.put_lines(self.frames[k].frame_id, self.viewer.fingerprint, seen)
+
+    def sight(self) -> SolidLineSight:
+        """Every frame's nearest solid lines, right and left."""
+        for k, frame in enumerate(self.frames):
+            if k in self._seen:
+                continue
+            held = (
+                None
+                if self.memo is None
+                else self.memo.lines(frame.frame_id, self.viewer.fingerprint)
+            )
+            if held is not None:
+                self._seen[k] = held
+            else:
+                self.look(k, self.viewer.view(frame.load()))
+        seen = [self._seen[k] for k in range(len(self.frames))]
+        return SolidLineSight(
+            np.array([s.right_m for s in seen], np.float64),
+            np.array([s.left_m for s in seen], np.float64),
+        )
 
 
 def _joined(parts: Sequence[Edges]) -> Edges:

@@ -219,7 +219,7 @@ def inputs_sha256(
             [p.frame_id, p.camera_id, *astuple(p.pose), *astuple(f)]
             for p, f in zip(found, inputs.frames, strict=True)
         ],
-        "lanes": [[line.lon, line.lat] for line in lanes],
+        "lanes": [astuple(line) for line in lanes],
         "cameras": inputs.calibrations,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -3,6 +3,8 @@ catalog, matched by the real matcher, posed and built as `roadswarm map tiles bu
 
 from __future__ import annotations
 
+import bisect
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -29,7 +31,6 @@ from mapbuilder.tiles.poses import poses_for
 from mapbuilder.tiles.posing import update_poses
 from mapbuilder.tiles.refiner import CatalogRefiner
 from mapbuilder.tiles.register import RelativeMotion, register_pair
-from roadswarm.sim.drive import DriveOptions, simulate_drive
 from roadswarm.sim.world import World
 from tests.ingest_helpers import catalog_at
 from tests.tile_helpers import (
@@ -39,6 +40,7 @@ from tests.tile_helpers import (
     match,
     reencoded,
     seed_drive,
+    simulated,
     store_world_roads,
     with_gnss_error,
 )
@@ -51,10 +53,10 @@ SEQUENCE = "seq"
 @pytest.fixture(scope="module")
 def sharp_drive(grid_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 30-second drive at 1280x720 (at 640x360 the ground is too blurred to register)."""
-    out = tmp_path_factory.mktemp("sharp-drive") / "drive"
-    options = DriveOptions(minutes=0.5, seed=5, fps=15.0, width_px=1280, height_px=720)
-    simulate_drive(grid_world, out, options)
-    return out
+    folder = tmp_path_factory.mktemp("sharp-drive")
+    return simulated(
+        grid_world, folder, minutes=0.5, seed=5, fps=15.0, width_px=1280, height_px=720
+    )
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +201,42 @@ def test_the_pipeline_builds_tiles_from_refined_poses(
     assert _refinement(ctx.catalog).refined_at == refinement.refined_at
     status = tiles_status(ctx.catalog)
     assert (status["sequences_refined"], status["sequences_not_refined"]) == (1, {})
+
+
+@pytest.fixture(scope="module")
+def avenue_drive(grid_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A drive that starts along the grid's avenue (two lanes each way, a solid centre line)."""
+    folder = tmp_path_factory.mktemp("avenue-drive")
+    return simulated(
+        grid_world, folder, minutes=0.3, seed=0, fps=10.0, width_px=1280, height_px=720
+    )
+
+
+def test_on_a_road_of_two_lanes_each_way_the_lane_is_told_from_the_markings(
+    ctx: TileContext, grid_world: World, avenue_drive: Path
+) -> None:
+    """The map cannot say which of the avenue's two lanes the car drove in; the solid lines
+    beside it can (the edge line half a lane right, the centre line a lane and a half left), so
+    the receiver's sideways bias is removed as on a road of one lane each way, even where the
+    reported track lies nearer the other lane."""
+    route = json.loads((avenue_drive / "truth.json").read_text())["route"]
+    assert route[0]["segment_id"] in _avenue(grid_world)
+    times = [f["t_s"] for f in json.loads((avenue_drive / "truth.json").read_text())["frames"]]
+    on_avenue = keyframes(grid_world, avenue_drive, stop=bisect.bisect(times, route[0]["exit_s"]))
+    # The avenue runs east: a bias north is sideways, and nearer the left lane than the right.
+    reported = with_gnss_error(on_avenue, bias_m=(0.0, 2.2), jitter_m=0.3, heading_deg=1.0, seed=3)
+    _seed(ctx, reported, avenue_drive)
+    update = update_poses(ctx, [(DEVICE, SEQUENCE)])
+    assert update.refined == 1
+    assert _refinement(ctx.catalog).frames_on_lanes >= len(on_avenue) / 2
+    before = _errors({f.frame_id: (f.lon, f.lat) for f in reported}, on_avenue)
+    after = _errors({k: (row.lon, row.lat) for k, row in _stored(ctx.catalog).items()}, on_avenue)
+    assert before.across > 2.0
+    assert after.across < 0.25
+
+
+def _avenue(world: World) -> set[str]:
+    return {segment.segment_id for segment in world.segments if segment.lanes == 4}
 
 
 def test_new_frames_refine_the_sequence_again_as_if_all_came_at_once(
