@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from mapbuilder.geo import LocalFrame
 from mapbuilder.tiles.build import PosedFrame
-from mapbuilder.tiles.markings import SolidLines
+from mapbuilder.tiles.markings import MarkingSettings, SolidLines
 from mapbuilder.tiles.posegraph import Edges, Lanes, Observed, wrap
 from mapbuilder.tiles.register import (
     GroundView,
@@ -64,6 +64,7 @@ class LaneLine:
 
 
 PairKey = tuple[str, str, str, RelativeMotion]  # frame ids, the viewer's fingerprint, the guess
+LinesKey = tuple[str, str, MarkingSettings]  # frame id, the viewer's fingerprint, the settings
 
 
 class RegistrationMemo:
@@ -74,13 +75,14 @@ class RegistrationMemo:
     bytes), the viewer's remap table and the starting guess, and on nothing else: those are the
     key, so what is found here is what registering again would give. Only frames whose ids name
     their bytes may be looked up; the oldest pairs go past `max_pairs`. The solid lines seen
-    on a frame (`markings.solid_lines`) are kept the same way, keyed by its id and the viewer's
-    fingerprint, so a frame whose pairs are all held here is not decoded again."""
+    on a frame (`markings.solid_lines`) are kept the same way, keyed by its id, the viewer's
+    fingerprint and the settings, so a frame whose pairs are all held here is not decoded
+    again."""
 
     def __init__(self, max_pairs: int = 50_000) -> None:
         self.max_pairs = max_pairs
         self._found: OrderedDict[PairKey, RelativeMotion] = OrderedDict()
-        self._lines: OrderedDict[tuple[str, str], SolidLines] = OrderedDict()
+        self._lines: OrderedDict[LinesKey, SolidLines] = OrderedDict()
 
     def get(self, key: PairKey) -> RelativeMotion | None:
         """The registration made under `key`, if it is still held."""
@@ -96,18 +98,18 @@ class RegistrationMemo:
         while len(self._found) > self.max_pairs:
             self._found.popitem(last=False)
 
-    def lines(self, frame_id: str, fingerprint: str) -> SolidLines | None:
-        """The solid lines seen on the frame through the viewer of `fingerprint`, if held."""
-        key = (frame_id, fingerprint)
+    def lines(self, key: LinesKey) -> SolidLines | None:
+        """The solid lines seen on a frame, if held: `key` is its id, the viewer's fingerprint
+        and the settings they were looked for with."""
         seen = self._lines.get(key)
         if seen is not None:
             self._lines.move_to_end(key)
         return seen
 
-    def put_lines(self, frame_id: str, fingerprint: str, seen: SolidLines) -> None:
+    def put_lines(self, key: LinesKey, seen: SolidLines) -> None:
         """Remember the solid lines seen on a frame."""
-        self._lines[frame_id, fingerprint] = seen
-        self._lines.move_to_end((frame_id, fingerprint))
+        self._lines[key] = seen
+        self._lines.move_to_end(key)
         while len(self._lines) > self.max_pairs:
             self._lines.popitem(last=False)
 
@@ -263,30 +265,40 @@ def unseen(count: int) -> SolidLineSight:
 # is 0.5; an edge line is painted a little inside the road). Nearer a lane's edge, the car is
 # changing lanes and no lane is told.
 LANE_PLACE = (0.15, 0.85)
-NEIGHBOURS = 2  # frames either way that must not put the car in another lane
+NEIGHBOURS = 2  # frames either way: none may put the car in another lane, one must agree
 NO_LANE = -1
 
 
-def lane_agreement(line: LaneLine, sight: SolidLineSight) -> NDArray[np.bool_]:
+def lane_agreement(
+    line: LaneLine, sight: SolidLineSight, sequence: IntArray | None = None
+) -> NDArray[np.bool_]:
     """The frames `line` may hold: all for a direction's only lane; for one of several, those
-    whose solid lines put them in it, with no neighbour putting them elsewhere."""
+    whose solid lines on both sides put them in it (the road as wide as its lanes: a solid line
+    between lanes, a long dash taken for a solid line or a lane count the map has wrong makes
+    the sides disagree), with another frame of the same `sequence` part within NEIGHBOURS
+    agreeing and none putting the car elsewhere."""
     count = sight.right_m.size
     if line.from_right is None:
         return np.ones(count, bool)
-    width = line.lane_width_m
-    right = _lane_from(sight.right_m, width)
-    left = _lane_from(sight.left_m, width)
     from_left = line.lanes - 1 - line.from_right
-    known = (right != NO_LANE) | (left != NO_LANE)
-    disagrees = ((right != NO_LANE) & (right != line.from_right)) | (
-        (left != NO_LANE) & (left != from_left)
+    right = _lane_from(sight.right_m, line.lane_width_m)
+    left = _lane_from(sight.left_m, line.lane_width_m)
+    agrees = (right == line.from_right) & (left == from_left)
+    # A side seen says otherwise: another lane, or the car near a lane's edge (NO_LANE).
+    disagrees = (np.isfinite(sight.right_m) & (right != line.from_right)) | (
+        np.isfinite(sight.left_m) & (left != from_left)
     )
-    disagrees |= (np.isfinite(sight.right_m) & (right == NO_LANE)) | (
-        np.isfinite(sight.left_m) & (left == NO_LANE)
-    )
-    window = np.ones(2 * NEIGHBOURS + 1)
-    near_disagreement = np.convolve(disagrees.astype(float), window, mode="same") > 0
-    return np.asarray(known & ~disagrees & ~near_disagreement)
+    part = np.zeros(count, np.int64) if sequence is None else sequence
+    agreeing = np.zeros(count, bool)
+    disagreeing = np.zeros(count, bool)
+    for step in (*range(-NEIGHBOURS, 0), *range(1, NEIGHBOURS + 1)):
+        other = np.arange(count) + step
+        inside = (other >= 0) & (other < count)
+        other = np.clip(other, 0, count - 1)
+        same = inside & (part[other] == part)
+        agreeing |= same & agrees[other]
+        disagreeing |= same & disagrees[other]
+    return np.asarray(agrees & agreeing & ~disagreeing)
 
 
 def _lane_from(distance_m: FloatArray, lane_width_m: float) -> NDArray[np.int64]:
@@ -324,7 +336,7 @@ def lane_constraints(
     position = np.stack([observed.x, observed.y], axis=1)
     min_cos = math.cos(math.radians(max_angle_deg))
     for lane in lanes:
-        held = lane_agreement(lane, sight)
+        held = lane_agreement(lane, sight, observed.sequence)
         lx, ly = local.to_local(np.array(lane.lon), np.array(lane.lat))
         vertices = np.stack([lx, ly], axis=1)
         lengths = np.hypot(*np.diff(vertices, axis=0).T)

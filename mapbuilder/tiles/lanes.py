@@ -11,8 +11,9 @@ place from the right, and a frame is held only to the one its own imagery shows 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,8 +71,60 @@ def road_lanes(road: MatchedRoad) -> list[LaneLine]:
 
 
 def lane_lines(roads: Sequence[MatchedRoad]) -> list[LaneLine]:
-    """The lane centres of the roads, in the order given."""
-    return [line for road in roads for line in road_lanes(road)]
+    """The lane centres of the roads; where one road's lane runs straight on into the next's
+    (an OSM way is split at every side street, footway and bus stop), they are one line, so the
+    ends left out around junctions (`lane_constraints`' end margin) are only where it turns."""
+    lines = list(dict.fromkeys(line for road in roads for line in road_lanes(road)))
+    return _joined_straight(lines)
+
+
+JOIN_GAP_M = 0.5
+JOIN_MAX_TURN_DEG = 15.0
+
+
+def _joined_straight(lines: list[LaneLine]) -> list[LaneLine]:
+    """`lines` with each chain of lines that continue one another straight on made one."""
+    if not lines:
+        return []
+    local = LocalFrame(lines[0].lon[0], lines[0].lat[0])
+    xy = [np.stack(local.to_local(np.array(ln.lon), np.array(ln.lat)), axis=1) for ln in lines]
+    following: dict[int, int] = {}
+    taken: set[int] = set()
+    for a, line_a in enumerate(lines):
+        for b, line_b in enumerate(lines):
+            if a == b or b in taken or a in following or not _continues(line_a, line_b):
+                continue
+            if _straight_on(xy[a], xy[b]):
+                following[a] = b
+                taken.add(b)
+    joined, emitted = [], set()
+    # Chains from their first line; then whatever is left is a loop (a roundabout split into
+    # ways), taken from any of its lines.
+    starts = [k for k in range(len(lines)) if k not in taken] + sorted(taken)
+    for first in (k for k in starts if k not in emitted):
+        chain, k = [first], first
+        while k in following and following[k] not in chain:
+            k = following[k]
+            chain.append(k)
+        emitted.update(chain)
+        points = np.concatenate([xy[chain[0]], *(xy[k][1:] for k in chain[1:])])
+        lon, lat = local.to_wgs84(points[:, 0], points[:, 1])
+        joined.append(replace(lines[first], lon=tuple(lon.tolist()), lat=tuple(lat.tolist())))
+    return joined
+
+
+def _continues(a: LaneLine, b: LaneLine) -> bool:
+    """The same lane of roads alike (place, count, width)."""
+    return (a.from_right, a.lanes, a.lane_width_m) == (b.from_right, b.lanes, b.lane_width_m)
+
+
+def _straight_on(a: FloatArray, b: FloatArray) -> bool:
+    """Line `b` starts where `a` ends and heads on within `JOIN_MAX_TURN_DEG`."""
+    if np.hypot(*(a[-1] - b[0])) > JOIN_GAP_M:
+        return False
+    out, into = a[-1] - a[-2], b[1] - b[0]
+    cos = float(out @ into) / max(float(np.linalg.norm(out) * np.linalg.norm(into)), 1e-9)
+    return cos >= math.cos(math.radians(JOIN_MAX_TURN_DEG))
 
 
 def offset_right(xy: FloatArray, offset_m: float) -> FloatArray:

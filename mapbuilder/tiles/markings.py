@@ -41,7 +41,11 @@ class MarkingSettings:
     yaw_step_deg: float = 1.5
     min_solid_share: float = 0.85  # of the band's rows the line is painted on
     max_solid_gap_m: float = 0.6  # a dashed line's gap is metres
-    min_seen_m: float = 6.0  # of the band the view must see the line's column on
+    # Of the band the view must see the line's column on (the far side of a wide road is seen
+    # only further ahead). What it does not see may hide a gap, so a long dash can pass for a
+    # solid line; that only ever brings a line nearer, and `lane_agreement` then finds the two
+    # sides disagreeing with the lane count.
+    min_seen_m: float = 6.0
     min_apart_m: float = 0.9  # a solid line nearer the camera than this runs under the car
 
 
@@ -79,10 +83,16 @@ def solid_lines(view: GroundView, grid: GroundGrid, settings: MarkingSettings) -
 
 
 def _band_rows(grid: GroundGrid, settings: MarkingSettings) -> slice:
-    """Rows of the grid between `near_m` and `far_m` ahead (row 0 is the far edge)."""
-    first = max(0, round((grid.far_m - settings.far_m) / grid.cell_m))
+    """Rows of the grid between `near_m` and `far_m` ahead, as far as the grid reaches (row 0
+    is its far edge); empty where they do not meet."""
+    first = round((grid.far_m - _band_far_m(grid, settings)) / grid.cell_m)
     last = round((grid.far_m - max(settings.near_m, grid.near_m)) / grid.cell_m)
-    return slice(first, last)
+    return slice(first, max(first, last))
+
+
+def _band_far_m(grid: GroundGrid, settings: MarkingSettings) -> float:
+    """Where the band's first row is: `far_m`, or the grid's far edge if nearer."""
+    return min(settings.far_m, grid.far_m)
 
 
 def _painted(
@@ -91,6 +101,9 @@ def _painted(
     """Paint (narrow and brighter than its surroundings) and the cells seen, in the near band."""
     rows = _band_rows(grid, settings)
     grey = view.grey[rows]
+    if grey.size == 0:
+        nothing = np.zeros(grey.shape, bool)
+        return nothing, nothing
     width = max(3, round(settings.max_line_width_m / grid.cell_m) | 1)
     kernel = np.ones((1, width), np.uint8)
     seen = cv2.erode(view.valid[rows].astype(np.uint8), kernel).astype(bool)
@@ -129,7 +142,7 @@ def _sheared(
 def _shifts(rows: int, grid: GroundGrid, settings: MarkingSettings, yaw_rad: float) -> IntArray:
     """Per row of the band, the columns a line at `yaw_rad` lies right of where it crosses the
     camera's row."""
-    forward = settings.far_m - grid.cell_m * (np.arange(rows) + 0.5)
+    forward = _band_far_m(grid, settings) - grid.cell_m * (np.arange(rows) + 0.5)
     return np.round(forward * math.tan(yaw_rad) / grid.cell_m).astype(np.int64)
 
 
@@ -145,7 +158,8 @@ def _gathered(rows: IntArray, cols: IntArray, shifts: IntArray) -> float:
 
 def _margin(grid: GroundGrid, settings: MarkingSettings) -> int:
     """Columns a line at the largest yaw searched moves sideways over the band."""
-    return math.ceil(settings.far_m * math.tan(math.radians(settings.max_yaw_deg)) / grid.cell_m)
+    reach = _band_far_m(grid, settings) * math.tan(math.radians(settings.max_yaw_deg))
+    return math.ceil(reach / grid.cell_m)
 
 
 def _solid_columns(

@@ -44,6 +44,7 @@ from mapbuilder.tiles.build import PosedFrame
 from mapbuilder.tiles.constraints import (
     Gates,
     LaneLine,
+    LinesKey,
     RegistrationMemo,
     SolidLineSight,
     cross_edges,
@@ -317,18 +318,17 @@ class _LineSight:
         seen = solid_lines(view, self.viewer.grid, self.settings)
         self._seen[k] = seen
         if self.memo is not None:
-            self.memo.put_lines(self.frames[k].frame_id, self.viewer.fingerprint, seen)
+            self.memo.put_lines(self._key(k), seen)
+
+    def _key(self, k: int) -> LinesKey:
+        return (self.frames[k].frame_id, self.viewer.fingerprint, self.settings)
 
     def sight(self) -> SolidLineSight:
         """Every frame's nearest solid lines, right and left."""
         for k, frame in enumerate(self.frames):
             if k in self._seen:
                 continue
-            held = (
-                None
-                if self.memo is None
-                else self.memo.lines(frame.frame_id, self.viewer.fingerprint)
-            )
+            held = None if self.memo is None else self.memo.lines(self._key(k))
             if held is not None:
                 self._seen[k] = held
             else:

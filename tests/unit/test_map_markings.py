@@ -105,17 +105,38 @@ def _sight(right: list[float], left: list[float] | None = None) -> SolidLineSigh
 
 
 def test_the_lane_a_frame_is_held_to_is_the_one_its_solid_lines_put_it_in() -> None:
-    """Right edge 1.1 m away: rightmost lane; left edge 7.7 m: rightmost of three; right edge
-    4.4 m: the middle one. A frame that saw no solid line, or whose neighbour two frames away
-    puts the car in another lane, is held to none."""
-    nan = math.nan
-    sight = _sight(
-        [1.1, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, 4.4],
-        [nan, nan, nan, nan, nan, 7.7, nan, nan, nan, nan, nan, nan],
-    )
-    assert lane_agreement(_lane(0), sight).tolist() == [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
-    assert lane_agreement(_lane(1), sight).tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    """Of three lanes 3.25 m wide: the right edge 1.1 m away and the left one 7.7 m, the
+    rightmost lane; both 4.4 m away, the middle one. Each held where a neighbour agrees."""
+    sight = _sight([1.1, 1.1, 1.1, 4.4, 4.4, 4.4, 4.4], [7.7, 7.7, 7.7, 4.4, 4.4, 4.4, 4.4])
+    assert lane_agreement(_lane(0), sight).tolist() == [1, 0, 0, 0, 0, 0, 0]
+    assert lane_agreement(_lane(1), sight).tolist() == [0, 0, 0, 0, 0, 1, 1]
     assert not lane_agreement(_lane(2), sight).any()
+
+
+def test_one_side_alone_or_one_frame_alone_holds_no_frame() -> None:
+    """A side not seen (a solid line between lanes, a long dash or a missed edge could be what
+    the other side saw), or a frame whose neighbours saw nothing: no lane is told."""
+    nan = math.nan
+    one_side = _sight([1.1, 1.1, 1.1, 1.1], [nan, nan, 7.7, nan])
+    assert not lane_agreement(_lane(0), one_side).any()
+    alone = _sight([nan, nan, 1.1, nan, nan, nan], [nan, nan, 7.7, nan, nan, nan])
+    assert not lane_agreement(_lane(0), alone).any()
+
+
+def test_the_sides_must_agree_with_the_lane_count() -> None:
+    """Right edge 1.1 m and left 4.4 m: a road of two lanes, not the map's three."""
+    sight = _sight([1.1] * 5, [4.4] * 5)
+    assert not any(lane_agreement(_lane(k), sight).any() for k in range(3))
+    assert lane_agreement(_lane(0, lanes=2), sight).all()
+
+
+def test_neighbours_count_only_within_the_same_part_of_the_drive() -> None:
+    """A frame across a pause (another part: the car may have driven anywhere) neither
+    agrees nor disagrees."""
+    sight = _sight([1.1, 1.1, 4.4, 1.1, 1.1], [7.7, 7.7, 4.4, 7.7, 7.7])
+    parts = np.array([0, 0, 1, 2, 2])
+    assert lane_agreement(_lane(0), sight, parts).tolist() == [1, 1, 0, 1, 1]
+    assert lane_agreement(_lane(0), sight).tolist() == [0, 0, 0, 0, 0]
 
 
 def test_the_only_lane_holds_every_frame() -> None:
@@ -124,10 +145,10 @@ def test_the_only_lane_holds_every_frame() -> None:
 
 
 def test_frames_near_a_lane_change_or_disagreeing_sides_are_held_to_no_lane() -> None:
-    """A frame whose two sides disagree, one at a lane's edge (changing lanes), and their
-    neighbours two frames either way, are left free."""
+    """A frame whose left side says another lane, one at a lane's edge (changing lanes), and
+    their neighbours two frames either way, are left free."""
     nan = math.nan
     right = [1.1, 1.1, 1.1, 1.1, 1.1, 1.1, 1.1, 1.1, 1.1, 1.1, 1.1, 3.3, 1.1, 1.1, 1.1, 1.1]
-    left = [7.7, 7.7, 7.7, 4.4, 7.7, 7.7, 7.7, 7.7, 7.7, 7.7, nan, nan, nan, nan, nan, nan]
+    left = [7.7, 7.7, 7.7, 4.4, 7.7, 7.7, 7.7, 7.7, 7.7, 7.7, 7.7, nan, 7.7, 7.7, 7.7, 7.7]
     held = lane_agreement(_lane(0), _sight(right, left)).tolist()
     assert held == [1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1]

@@ -17,7 +17,7 @@ from mapbuilder.geo import LocalFrame
 from mapbuilder.tiles import posegraph
 from mapbuilder.tiles.bev import FramePose
 from mapbuilder.tiles.build import PosedFrame
-from mapbuilder.tiles.constraints import RegistrationMemo
+from mapbuilder.tiles.constraints import LaneLine, RegistrationMemo
 from mapbuilder.tiles.posegraph import (
     Anchored,
     Edges,
@@ -556,3 +556,24 @@ def test_the_registration_memo_keeps_its_bound_and_tells_cameras_apart() -> None
     pitched = GroundViewer(replace(CAMERA, pitch_deg=CAMERA.pitch_deg + 1.0))
     assert pitched.fingerprint != viewer.fingerprint
     assert GroundViewer(CAMERA).fingerprint == viewer.fingerprint
+
+
+def _unreadable() -> NDArray[np.uint8]:
+    raise AssertionError("a frame was decoded again")
+
+
+def test_a_sequence_on_a_road_of_several_lanes_refined_again_decodes_no_frame(
+    texture: NDArray[np.float32],
+) -> None:
+    """With the registration memo, refining the same frames again finds every pair and every
+    frame's solid lines there: no frame is decoded, and the poses are the same."""
+    truth = _drive(8)
+    noisy = _noisy_poses(truth, seed=4)
+    lon, lat = LocalFrame(LON, LAT).to_wgs84(np.array([1.75, 1.75]), np.array([-80.0, 0.0]))
+    lanes = [LaneLine(tuple(lon), tuple(lat), from_right, 2, 3.5) for from_right in (0, 1)]
+    memo = RegistrationMemo()
+    images = [_render(texture, *pose) for pose in truth]
+    first = refine_sequences([Drive(_posed(images, noisy))], CAMERA, lanes=lanes, memo=memo)
+    again = [PosedFrame(f.frame_id, f.pose, _unreadable) for f in _posed(images, noisy)]
+    second = refine_sequences([Drive(again)], CAMERA, lanes=lanes, memo=memo)
+    assert second[0].poses == first[0].poses

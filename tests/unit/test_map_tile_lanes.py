@@ -3,6 +3,8 @@ in the direction driven, and none where the direction's lanes are unknown."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -15,17 +17,9 @@ LOCAL = LocalFrame(LON, LAT)
 
 
 def _northward(**kwargs: object) -> MatchedRoad:
-    """A straight segment 100 m long digitised northwards through the local origin."""
-    lon, lat = LOCAL.to_wgs84(np.zeros(3), np.array([-50.0, 0.0, 50.0]))
-    values: dict[str, object] = {
-        "segment_id": "s1",
-        "direction": "forward",
-        "lonlat": list(zip(lon.tolist(), lat.tolist(), strict=True)),
-        "oneway": False,
-        "lanes": 2,
-        "width_m": 6.0,
-    }
-    return MatchedRoad(**{**values, **kwargs})  # type: ignore[arg-type]
+    """A straight two-way segment 100 m long digitised northwards through the local origin."""
+    points = [(0.0, -50.0), (0.0, 0.0), (0.0, 50.0)]
+    return _road(points, "s1", **{"oneway": False, "lanes": 2, "width_m": 6.0, **kwargs})
 
 
 def _east_of_centre(line: LaneLine) -> float:
@@ -78,3 +72,57 @@ def test_no_lane_line_where_the_direction_s_lanes_are_not_known(oneway: bool, la
     assert lane_lines([_northward(oneway=oneway, lanes=lanes), _northward()]) == road_lanes(
         _northward()
     )
+
+
+def _road(points: list[tuple[float, float]], segment_id: str, **kwargs: object) -> MatchedRoad:
+    """A segment through local points (east, north metres), driven forward."""
+    x, y = (np.array(values, np.float64) for values in zip(*points, strict=True))
+    lon, lat = LOCAL.to_wgs84(x, y)
+    values: dict[str, object] = {
+        "segment_id": segment_id,
+        "direction": "forward",
+        "lonlat": list(zip(lon.tolist(), lat.tolist(), strict=True)),
+        "oneway": True,
+        "lanes": 1,
+        "width_m": 3.5,
+    }
+    return MatchedRoad(**{**values, **kwargs})  # type: ignore[arg-type]
+
+
+def _local(line: LaneLine) -> np.ndarray:
+    x, y = LOCAL.to_local(np.array(line.lon), np.array(line.lat))
+    return np.stack([x, y], axis=1)
+
+
+def test_a_lane_running_straight_on_into_the_next_segment_is_one_line() -> None:
+    """A way split at a side street: one lane line from end to end, so the margin left out at
+    a line's ends is only where the car turns; the same road matched twice counts once."""
+    first = _road([(0.0, 0.0), (0.0, 30.0)], "a")
+    second = _road([(0.0, 30.0), (1.0, 60.0)], "b")  # 2 degrees on
+    (line,) = lane_lines([second, first, first])
+    assert _local(line)[[0, -1]] == pytest.approx(np.array([[0.0, 0.0], [1.0, 60.0]]), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        _road([(0.0, 30.0), (30.0, 30.0)], "b"),  # a turn
+        _road([(0.0, 30.0), (0.0, 60.0)], "b", lanes=2, width_m=7.0),  # another lane count
+        _road([(0.0, 32.0), (0.0, 60.0)], "b"),  # not where the first ends
+    ],
+)
+def test_lanes_that_turn_change_or_do_not_meet_stay_apart(second: MatchedRoad) -> None:
+    first = _road([(0.0, 0.0), (0.0, 30.0)], "a")
+    assert len(lane_lines([first, second])) == len(road_lanes(first)) + len(road_lanes(second))
+
+
+def test_a_loop_of_segments_running_straight_on_keeps_every_segment() -> None:
+    """A roundabout split into 36 ways, each 10 degrees on from the last: one line, nothing
+    lost."""
+    corners = [
+        (20.0 * math.sin(math.radians(a)), 20.0 * math.cos(math.radians(a)))
+        for a in range(0, 370, 10)
+    ]
+    roads = [_road([corners[k], corners[k + 1]], f"r{k}") for k in range(36)]
+    (line,) = lane_lines(roads)
+    assert len(line.lon) == 37
