@@ -44,12 +44,15 @@ CORRELATION_S = 30.0
 @dataclass(frozen=True)
 class Reported:
     """What a receiver with realistic error reports at each keyframe: the pose, its HDOP, the
-    Doppler speed, and the distance driven since the trip began as the edge records it."""
+    Doppler speed, the distance driven since the trip began as the edge records it, and whether
+    a fix covers the keyframe's instant (the video runs on past the last fix, where the edge
+    takes no keyframe)."""
 
     poses: list[FramePose]
     hdop: list[float | None]
     speed_mps: list[float]
     travelled_m: list[float | None]
+    covered: list[bool]
 
 
 def realistic_poses(
@@ -90,6 +93,7 @@ def realistic_poses(
         [p.hdop for p in poses],
         [p.speed_mps for p in poses],
         _edge_odometry(track, start.timestamp(), samples, frames),
+        [p.problem is None for p in poses],
     )
 
 
@@ -114,6 +118,15 @@ def _gauss_markov(times: FloatArray, sigma: float, rng: np.random.Generator) -> 
             state = phi * state + rng.normal(0.0, sigma * math.sqrt(1 - phi * phi))
         out[k] = state
     return out
+
+
+def gnss_covered(
+    world: World, drive_dir: Path, frames: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The keyframes a fix of the realistic receiver covers, as the edge takes them (its fixes
+    come at the same instants whatever the seed)."""
+    covered = realistic_poses(world, drive_dir, frames, seed=1).covered
+    return [frame for frame, ok in zip(frames, covered, strict=True) if ok]
 
 
 def lane_lines(world: World, drive_dir: Path) -> list[LaneLine]:

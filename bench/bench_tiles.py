@@ -48,7 +48,7 @@ import numpy as np
 from bench._common import verdict
 from bench._tiles_eval import TileQuality, tile_quality, truth_tile
 from bench._tiles_pipeline import PipelinePoses, pipeline_passes, pipeline_poses
-from bench._tiles_refine import lane_lines, pose_errors, realistic_poses
+from bench._tiles_refine import gnss_covered, lane_lines, pose_errors, realistic_poses
 from edge.gnss.gpx import read_gpx
 from edge.track import Track
 from mapbuilder.camera import Calibration
@@ -239,7 +239,7 @@ def refinement_cases(
     """Realistic GNSS error (one seed per run): raw, refined by registration, refined with lane
     lines too, and posed by the production pipeline from a catalog; each figure the median over
     the seeds."""
-    frames = keyframes(world, drive_dir)
+    frames = gnss_covered(world, drive_dir, keyframes(world, drive_dir))
     calibration = Calibration.read(drive_dir / "calibration.json")
     projector = FrameProjector(calibration)
     lanes = lane_lines(world, drive_dir)
@@ -321,9 +321,13 @@ def two_pass_cases(args: argparse.Namespace, world: World, drive_dir: Path) -> l
     run). Tiles are stitched from both passes as the pipeline poses them: each pass in its own
     catalog (`pipeline-2-passes-apart`: refined alone) and one after the other in one catalog
     (`pipeline-2-passes`: the second aligned to the first)."""
-    first = keyframes(world, drive_dir)
-    second = keyframes(
-        world, drive_dir, from_m=SECOND_PASS_FROM_M, folder_name="keyframes-pass2", quality=85
+    first = gnss_covered(world, drive_dir, keyframes(world, drive_dir))
+    second = gnss_covered(
+        world,
+        drive_dir,
+        keyframes(
+            world, drive_dir, from_m=SECOND_PASS_FROM_M, folder_name="keyframes-pass2", quality=85
+        ),
     )
     projector = FrameProjector(Calibration.read(drive_dir / "calibration.json"))
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in TWO_PASSES}
