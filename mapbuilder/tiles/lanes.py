@@ -37,10 +37,11 @@ class MatchedRoad:
     width_m: float
 
 
-def road_lanes(road: MatchedRoad) -> list[LaneLine]:
+def road_lanes(road: MatchedRoad, local: LocalFrame | None = None) -> list[LaneLine]:
     """The centres of the lanes of `road` in the direction it was driven, rightmost first; none
     when that direction's lanes cannot be told apart from the other's (an odd number of lanes
-    on a two-way road)."""
+    on a two-way road). Offsets are made in `local` (one near the road: making a frame costs
+    milliseconds), by default one at the road's start."""
     per_direction = road.lanes if road.oneway else road.lanes / 2
     if per_direction < 1 or per_direction != int(per_direction) or len(road.lonlat) < 2:
         return []
@@ -49,7 +50,7 @@ def road_lanes(road: MatchedRoad) -> list[LaneLine]:
     lat = np.array([p[1] for p in road.lonlat], np.float64)
     if road.direction == BACKWARD:
         lon, lat = lon[::-1], lat[::-1]
-    local = LocalFrame(float(lon[0]), float(lat[0]))
+    local = local or LocalFrame(float(lon[0]), float(lat[0]))
     x, y = local.to_local(lon, lat)
     centreline = np.stack([x, y], axis=1)
     lane_width = road.width_m / road.lanes
@@ -74,43 +75,64 @@ def lane_lines(roads: Sequence[MatchedRoad]) -> list[LaneLine]:
     """The lane centres of the roads; where one road's lane runs straight on into the next's
     (an OSM way is split at every side street, footway and bus stop), they are one line, so the
     ends left out around junctions (`lane_constraints`' end margin) are only where it turns."""
-    lines = list(dict.fromkeys(line for road in roads for line in road_lanes(road)))
-    return _joined_straight(lines)
+    if not roads:
+        return []
+    local = LocalFrame(*roads[0].lonlat[0])
+    lines = list(dict.fromkeys(line for road in roads for line in road_lanes(road, local)))
+    return _joined_straight(lines, local)
 
 
 JOIN_GAP_M = 0.5
 JOIN_MAX_TURN_DEG = 15.0
 
 
-def _joined_straight(lines: list[LaneLine]) -> list[LaneLine]:
+def _joined_straight(lines: list[LaneLine], local: LocalFrame) -> list[LaneLine]:
     """`lines` with each chain of lines that continue one another straight on made one."""
-    if not lines:
-        return []
-    local = LocalFrame(lines[0].lon[0], lines[0].lat[0])
     xy = [np.stack(local.to_local(np.array(ln.lon), np.array(ln.lat)), axis=1) for ln in lines]
-    following: dict[int, int] = {}
-    taken: set[int] = set()
-    for a, line_a in enumerate(lines):
-        for b, line_b in enumerate(lines):
-            if a == b or b in taken or a in following or not _continues(line_a, line_b):
-                continue
-            if _straight_on(xy[a], xy[b]):
-                following[a] = b
-                taken.add(b)
+    following = _successors(lines, xy)
+    taken = set(following.values())
     joined, emitted = [], set()
     # Chains from their first line; then whatever is left is a loop (a roundabout split into
     # ways), taken from any of its lines.
     starts = [k for k in range(len(lines)) if k not in taken] + sorted(taken)
     for first in (k for k in starts if k not in emitted):
         chain, k = [first], first
-        while k in following and following[k] not in chain:
+        while k in following and following[k] not in emitted and following[k] != first:
             k = following[k]
             chain.append(k)
-        emitted.update(chain)
+            emitted.add(k)
+        emitted.add(first)
         points = np.concatenate([xy[chain[0]], *(xy[k][1:] for k in chain[1:])])
         lon, lat = local.to_wgs84(points[:, 0], points[:, 1])
         joined.append(replace(lines[first], lon=tuple(lon.tolist()), lat=tuple(lat.tolist())))
     return joined
+
+
+def _successors(lines: list[LaneLine], xy: list[FloatArray]) -> dict[int, int]:
+    """For each line the one (if any) that continues it straight on, each taken once; starts
+    are looked up by grid cell, not compared pairwise (a long drive matches many segments)."""
+    cells: dict[tuple[int, int], list[int]] = {}
+    for k, points in enumerate(xy):
+        cells.setdefault(_cell(points[0]), []).append(k)
+    following: dict[int, int] = {}
+    taken: set[int] = set()
+    for a, points in enumerate(xy):
+        cx, cy = _cell(points[-1])
+        near = sorted(
+            b for dx in (-1, 0, 1) for dy in (-1, 0, 1) for b in cells.get((cx + dx, cy + dy), [])
+        )
+        for b in near:
+            if b == a or b in taken or not _continues(lines[a], lines[b]):
+                continue
+            if _straight_on(points, xy[b]):
+                following[a] = b
+                taken.add(b)
+                break
+    return following
+
+
+def _cell(point: FloatArray) -> tuple[int, int]:
+    return math.floor(point[0] / JOIN_GAP_M), math.floor(point[1] / JOIN_GAP_M)
 
 
 def _continues(a: LaneLine, b: LaneLine) -> bool:
