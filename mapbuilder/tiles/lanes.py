@@ -72,67 +72,58 @@ def road_lanes(road: MatchedRoad, local: LocalFrame | None = None) -> list[LaneL
 
 
 def lane_lines(roads: Sequence[MatchedRoad]) -> list[LaneLine]:
-    """The lane centres of the roads; where one road's lane runs straight on into the next's
-    (an OSM way is split at every side street, footway and bus stop), they are one line, so the
-    ends left out around junctions (`lane_constraints`' end margin) are only where it turns."""
-    if not roads:
+    """The lane centres of the roads (in the order the sequence first matched them); where one
+    road's lane runs straight on into the next road's (an OSM way is split at every side
+    street, footway and bus stop), they are one line, so the ends left out around junctions
+    (`lane_constraints`' end margin) are only where the car turned. Roads matched apart are not
+    joined: a road the car reached later, after a turn, may still line up with this one."""
+    start = next((road.lonlat[0] for road in roads if road.lonlat), None)
+    if start is None:
         return []
-    local = LocalFrame(*roads[0].lonlat[0])
-    lines = list(dict.fromkeys(line for road in roads for line in road_lanes(road, local)))
-    return _joined_straight(lines, local)
+    local = LocalFrame(*start)
+    lines: dict[LaneLine, int] = {}  # each line, and the road it came from first
+    for k, road in enumerate(roads):
+        for line in road_lanes(road, local):
+            lines.setdefault(line, k)
+    return _joined_straight(list(lines), list(lines.values()), local)
 
 
 JOIN_GAP_M = 0.5
 JOIN_MAX_TURN_DEG = 15.0
 
 
-def _joined_straight(lines: list[LaneLine], local: LocalFrame) -> list[LaneLine]:
-    """`lines` with each chain of lines that continue one another straight on made one."""
+def _joined_straight(
+    lines: list[LaneLine], road_of: list[int], local: LocalFrame
+) -> list[LaneLine]:
+    """`lines` with each chain that continues straight on from one road into the next (by
+    `road_of`, the order of the roads) made one line."""
     xy = [np.stack(local.to_local(np.array(ln.lon), np.array(ln.lat)), axis=1) for ln in lines]
-    following = _successors(lines, xy)
+    following = _successors(lines, road_of, xy)
     taken = set(following.values())
-    joined, emitted = [], set()
-    # Chains from their first line; then whatever is left is a loop (a roundabout split into
-    # ways), taken from any of its lines.
-    starts = [k for k in range(len(lines)) if k not in taken] + sorted(taken)
-    for first in (k for k in starts if k not in emitted):
-        chain, k = [first], first
-        while k in following and following[k] not in emitted and following[k] != first:
-            k = following[k]
-            chain.append(k)
-            emitted.add(k)
-        emitted.add(first)
+    joined = []
+    for first in (k for k in range(len(lines)) if k not in taken):
+        chain = [first]
+        while chain[-1] in following:
+            chain.append(following[chain[-1]])
         points = np.concatenate([xy[chain[0]], *(xy[k][1:] for k in chain[1:])])
         lon, lat = local.to_wgs84(points[:, 0], points[:, 1])
         joined.append(replace(lines[first], lon=tuple(lon.tolist()), lat=tuple(lat.tolist())))
     return joined
 
 
-def _successors(lines: list[LaneLine], xy: list[FloatArray]) -> dict[int, int]:
-    """For each line the one (if any) that continues it straight on, each taken once; starts
-    are looked up by grid cell, not compared pairwise (a long drive matches many segments)."""
-    cells: dict[tuple[int, int], list[int]] = {}
-    for k, points in enumerate(xy):
-        cells.setdefault(_cell(points[0]), []).append(k)
+def _successors(lines: list[LaneLine], road_of: list[int], xy: list[FloatArray]) -> dict[int, int]:
+    """For each line, the line of the next road (if any) that continues it straight on."""
+    of_road: dict[int, list[int]] = {}
+    for k, road in enumerate(road_of):
+        of_road.setdefault(road, []).append(k)
     following: dict[int, int] = {}
-    taken: set[int] = set()
     for a, points in enumerate(xy):
-        cx, cy = _cell(points[-1])
-        near = sorted(
-            b for dx in (-1, 0, 1) for dy in (-1, 0, 1) for b in cells.get((cx + dx, cy + dy), [])
-        )
-        for b in near:
-            if b == a or b in taken or not _continues(lines[a], lines[b]):
-                continue
-            if _straight_on(points, xy[b]):
+        for b in of_road.get(road_of[a] + 1, []):
+            taken = b in following.values()
+            if not taken and _continues(lines[a], lines[b]) and _straight_on(points, xy[b]):
                 following[a] = b
-                taken.add(b)
                 break
     return following
-
-
-def _cell(point: FloatArray) -> tuple[int, int]:
-    return math.floor(point[0] / JOIN_GAP_M), math.floor(point[1] / JOIN_GAP_M)
 
 
 def _continues(a: LaneLine, b: LaneLine) -> bool:

@@ -99,8 +99,27 @@ def test_a_lane_running_straight_on_into_the_next_segment_is_one_line() -> None:
     a line's ends is only where the car turns; the same road matched twice counts once."""
     first = _road([(0.0, 0.0), (0.0, 30.0)], "a")
     second = _road([(0.0, 30.0), (1.0, 60.0)], "b")  # 2 degrees on
-    (line,) = lane_lines([second, first, first])
+    (line,) = lane_lines([first, second, first])
     assert _local(line)[[0, -1]] == pytest.approx(np.array([[0.0, 0.0], [1.0, 60.0]]), abs=1e-3)
+
+
+def test_roads_matched_apart_are_not_joined_even_where_they_line_up() -> None:
+    """Up the first road, right into a side street, and later back onto the road's
+    continuation: where the first road ends the car turned, and that end keeps its margin."""
+    first = _road([(0.0, 0.0), (0.0, 30.0)], "a")
+    side = _road([(0.0, 30.0), (30.0, 30.0)], "c")
+    on = _road([(0.0, 30.0), (0.0, 60.0)], "b")
+    assert len(lane_lines([first, side, on])) == 3
+    assert len(lane_lines([first, on, side])) == 2
+
+
+def test_a_road_without_a_shape_gives_no_line_and_stops_nothing() -> None:
+    """A matched segment whose shape is missing or a single point (a damaged row) is passed
+    over, also when it comes first."""
+    broken = _road([(0.0, 0.0), (0.0, 30.0)], "x", lonlat=[])
+    point = _road([(0.0, 0.0), (0.0, 30.0)], "y", lonlat=[(LON, LAT)])
+    assert lane_lines([broken]) == []
+    assert lane_lines([broken, point, _northward()]) == road_lanes(_northward())
 
 
 @pytest.mark.parametrize(
