@@ -14,6 +14,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +32,8 @@ from mapbuilder.tiles.register import (
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+K = TypeVar("K")
+V = TypeVar("V")
 VIEW_CACHE = 64
 
 
@@ -67,6 +70,26 @@ PairKey = tuple[str, str, str, RelativeMotion]  # frame ids, the viewer's finger
 LinesKey = tuple[str, str, MarkingSettings]  # frame id, the viewer's fingerprint, the settings
 
 
+class _Recent(Generic[K, V]):
+    """A dict of at most `limit` entries; the one read or written longest ago goes first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._held.get(key)
+        if value is not None:
+            self._held.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._held[key] = value
+        self._held.move_to_end(key)
+        while len(self._held) > self.limit:
+            self._held.popitem(last=False)
+
+
 class RegistrationMemo:
     """Registrations of frame pairs made before, in this process: a sequence refined again with
     a later batch registers only its new pairs (registration is most of what refining costs).
@@ -81,37 +104,25 @@ class RegistrationMemo:
 
     def __init__(self, max_pairs: int = 50_000) -> None:
         self.max_pairs = max_pairs
-        self._found: OrderedDict[PairKey, RelativeMotion] = OrderedDict()
-        self._lines: OrderedDict[LinesKey, SolidLines] = OrderedDict()
+        self._found: _Recent[PairKey, RelativeMotion] = _Recent(max_pairs)
+        self._lines: _Recent[LinesKey, SolidLines] = _Recent(max_pairs)
 
     def get(self, key: PairKey) -> RelativeMotion | None:
         """The registration made under `key`, if it is still held."""
-        motion = self._found.get(key)
-        if motion is not None:
-            self._found.move_to_end(key)
-        return motion
+        return self._found.get(key)
 
     def put(self, key: PairKey, motion: RelativeMotion) -> None:
         """Remember a registration."""
-        self._found[key] = motion
-        self._found.move_to_end(key)
-        while len(self._found) > self.max_pairs:
-            self._found.popitem(last=False)
+        self._found.put(key, motion)
 
     def lines(self, key: LinesKey) -> SolidLines | None:
         """The solid lines seen on a frame, if held: `key` is its id, the viewer's fingerprint
         and the settings they were looked for with."""
-        seen = self._lines.get(key)
-        if seen is not None:
-            self._lines.move_to_end(key)
-        return seen
+        return self._lines.get(key)
 
     def put_lines(self, key: LinesKey, seen: SolidLines) -> None:
         """Remember the solid lines seen on a frame."""
-        self._lines[key] = seen
-        self._lines.move_to_end(key)
-        while len(self._lines) > self.max_pairs:
-            self._lines.popitem(last=False)
+        self._lines.put(key, seen)
 
 
 def sequence_edges(

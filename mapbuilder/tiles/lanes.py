@@ -117,11 +117,12 @@ def _successors(lines: list[LaneLine], road_of: list[int], xy: list[FloatArray])
     for k, road in enumerate(road_of):
         of_road.setdefault(road, []).append(k)
     following: dict[int, int] = {}
+    taken: set[int] = set()
     for a, points in enumerate(xy):
         for b in of_road.get(road_of[a] + 1, []):
-            taken = b in following.values()
-            if not taken and _continues(lines[a], lines[b]) and _straight_on(points, xy[b]):
+            if b not in taken and _continues(lines[a], lines[b]) and _straight_on(points, xy[b]):
                 following[a] = b
+                taken.add(b)
                 break
     return following
 
