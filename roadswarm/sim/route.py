@@ -15,7 +15,11 @@ from roadswarm.sim.paint import RoadShape
 
 FloatArray = NDArray[np.float64]
 SAMPLE_M = 0.5
-CORNER_SMOOTHING_M = 4.0
+CORNER_SMOOTHING_M = 4.0  # of the lane the car follows, not of its path
+# A car's path bends no tighter than its turning circle (about 5 m for a passenger car), and
+# drivers steer towards a point a few metres ahead: a 90-degree corner takes several metres.
+MIN_TURN_RADIUS_M = 5.0
+LOOKAHEAD_M = 6.0
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,20 @@ class DrivePath:
 
 
 def lane_path(route: list[RouteStep], speed_kmh: dict[str, float]) -> DrivePath:
-    """Follow the centre of the right-hand lane, with corners rounded as a driver rounds them."""
+    """Follow the centre of the right-hand lane as a car can: steered towards a point
+    `LOOKAHEAD_M` ahead on the lane (pure pursuit), never tighter than `MIN_TURN_RADIUS_M`, so
+    corners are rounded over several metres and a dead end is turned round in a loop."""
+    lane, lane_step, limit = _lane_centre(route, speed_kmh)
+    x, y, heading, curvature, nearest = _pursue(lane)
+    s = np.arange(x.size, dtype=np.float64) * SAMPLE_M
+    return DrivePath(s, x, y, heading, curvature, lane_step[nearest], limit[nearest])
+
+
+def _lane_centre(
+    route: list[RouteStep], speed_kmh: dict[str, float]
+) -> tuple[FloatArray, NDArray[np.int64], FloatArray]:
+    """The right-hand lane's centre every `SAMPLE_M`, which route step each point is on, and the
+    speed limit there."""
     centre, step_index, offset, limit = _resampled_centreline(route, speed_kmh)
     window = max(3, int(CORNER_SMOOTHING_M / SAMPLE_M))
     smooth = np.stack(
@@ -171,13 +188,55 @@ def lane_path(route: list[RouteStep], speed_kmh: dict[str, float]) -> DrivePath:
     tangent = np.gradient(smooth, axis=0)
     tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
     right = np.stack([tangent[:, 1], -tangent[:, 0]], axis=1)
-    path = smooth + right * _moving_average(offset, 4 * window)[:, None]
-    step = np.diff(path, axis=0)
-    s = np.concatenate([[0.0], np.cumsum(np.hypot(step[:, 0], step[:, 1]))])
-    heading = np.degrees(np.arctan2(np.gradient(path[:, 0]), np.gradient(path[:, 1]))) % 360
-    unwrapped = np.unwrap(np.radians(heading))
-    curvature = np.abs(np.gradient(unwrapped) / np.maximum(np.gradient(s), 1e-6))
-    return DrivePath(s, path[:, 0], path[:, 1], heading, curvature, step_index, limit)
+    return smooth + right * _moving_average(offset, 4 * window)[:, None], step_index, limit
+
+
+def _pursue(
+    lane: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.int64]]:
+    """Drive along `lane` by pure pursuit in steps of `SAMPLE_M`: positions, headings (degrees
+    clockwise from north), curvature, and the lane point nearest each position."""
+    start = lane[min(1, len(lane) - 1)] - lane[0]
+    heading = float(np.arctan2(start[0], start[1]))
+    here, at = lane[0].astype(np.float64), 0
+    points, headings, curvatures, nearest = [], [], [], []
+    # A loop round a dead end is longer than the lane there, but not four times the route.
+    for _ in range(4 * len(lane)):
+        at = _nearest_ahead(lane, here, at)
+        points.append(here)
+        headings.append(heading)
+        nearest.append(at)
+        curvature = 0.0 if at >= len(lane) - 1 else _steer(lane, here, heading, at)
+        curvatures.append(abs(curvature))
+        if at >= len(lane) - 1:
+            xy = np.array(points, np.float64)
+            degrees = np.degrees(np.array(headings, np.float64)) % 360.0
+            return xy[:, 0], xy[:, 1], degrees, np.array(curvatures), np.array(nearest, np.int64)
+        heading += curvature * SAMPLE_M
+        here = here + SAMPLE_M * np.array([np.sin(heading), np.cos(heading)])
+    msg = "the simulated vehicle could not follow its route to the end: report this as a bug"
+    raise RouteError(msg)
+
+
+def _steer(lane: FloatArray, here: FloatArray, heading: float, at: int) -> float:
+    """Curvature (1/m, positive to the right) that brings the car onto the lane point
+    `LOOKAHEAD_M` ahead, at most that of the turning circle."""
+    ahead = lane[at : at + int(4 * LOOKAHEAD_M / SAMPLE_M)]
+    far = np.flatnonzero(np.hypot(*(ahead - here).T) >= LOOKAHEAD_M)
+    target = ahead[far[0]] if far.size else ahead[-1]
+    bearing = np.arctan2(target[0] - here[0], target[1] - here[1])
+    alpha = (bearing - heading + np.pi) % (2 * np.pi) - np.pi
+    tightest = 1.0 / MIN_TURN_RADIUS_M
+    if abs(alpha) >= np.pi / 2:  # behind the car (the other lane of a dead end): turn round
+        return float(np.sign(alpha) * tightest)
+    return float(np.clip(2 * np.sin(alpha) / LOOKAHEAD_M, -tightest, tightest))
+
+
+def _nearest_ahead(lane: FloatArray, here: FloatArray, at: int) -> int:
+    """The lane point nearest `here` among the next few after `at` (never going back, so the
+    far side of a dead end is not mistaken for the near one)."""
+    window = lane[at : at + int(2 * LOOKAHEAD_M / SAMPLE_M)]
+    return at + int(np.argmin(np.hypot(*(window - here).T)))
 
 
 def _resampled_centreline(

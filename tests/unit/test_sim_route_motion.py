@@ -11,7 +11,14 @@ import pytest
 from roadswarm.sim.motion import ACCEL_MPS2, BRAKE_MPS2, choose_stops, speed_profile, timeline
 from roadswarm.sim.paint import RoadShape
 from roadswarm.sim.roads import SPEED_KMH
-from roadswarm.sim.route import RouteStep, lane_path, outgoing_edges, random_route
+from roadswarm.sim.route import (
+    MIN_TURN_RADIUS_M,
+    SAMPLE_M,
+    RouteStep,
+    lane_path,
+    outgoing_edges,
+    random_route,
+)
 from roadswarm.sim.world import World
 
 LIMITS = {k: float(v) for k, v in SPEED_KMH.items()}
@@ -63,6 +70,37 @@ def test_vehicle_keeps_to_the_right_lane(grid_world: World) -> None:
     right = np.array([np.cos(heading), -np.sin(heading)])
     offset = float((np.array([path.x_m[middle], path.y_m[middle]]) - centre[0]) @ right)
     assert offset == pytest.approx(route[step].road.width_m / 4, abs=0.3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_path_bends_no_tighter_than_a_turning_circle(grid_world: World, seed: int) -> None:
+    """A car cannot turn on the spot: its path is continuous, each step turns it by at most
+    what the turning circle allows, and a right-angle corner takes several metres."""
+    path = lane_path(random_route(grid_world.roads, 1500.0, random.Random(seed)), LIMITS)
+    steps = np.hypot(np.diff(path.x_m), np.diff(path.y_m))
+    assert np.allclose(steps, SAMPLE_M, atol=1e-6)
+    turns = np.radians((np.diff(path.heading_deg) + 180.0) % 360.0 - 180.0)
+    assert np.abs(turns).max() <= SAMPLE_M / MIN_TURN_RADIUS_M + 1e-9
+    assert path.curvature_per_m.max() <= 1 / MIN_TURN_RADIUS_M + 1e-9
+    # The direction of travel follows the positions (no sideways slide).
+    moved = np.degrees(np.arctan2(np.diff(path.x_m), np.diff(path.y_m)))
+    assert np.abs((moved - path.heading_deg[1:] + 180.0) % 360.0 - 180.0).max() < 1e-6
+
+
+def test_a_dead_end_is_turned_round_and_left_in_the_other_lane() -> None:
+    """Driven into a dead end and back, the car loops round (no tighter than its turning
+    circle) and leaves on the other side of the road, heading back the way it came."""
+    road = RoadShape("stub", "residential", False, 2, 6.0, 1, 2, ((0.0, 0.0), (0.0, 120.0)))
+    route = [RouteStep("stub", 1, road), RouteStep("stub", -1, road)]
+    path = lane_path(route, LIMITS)
+    assert path.heading_deg[0] == pytest.approx(0.0, abs=1e-6)
+    assert abs((path.heading_deg[-1] - 180.0 + 180.0) % 360.0 - 180.0) < 5.0
+    assert path.curvature_per_m.max() <= 1 / MIN_TURN_RADIUS_M + 1e-9
+    going = path.x_m[path.y_m < 60.0][:20]
+    coming = path.x_m[(path.y_m < 60.0) & (path.step_index == 1)][-20:]
+    # Right-hand traffic: east of the centreline going north, west of it coming back.
+    assert np.all(going > 1.0) and np.all(coming < -1.0)
+    assert path.step_index[0] == 0 and path.step_index[-1] == 1
 
 
 def test_speed_respects_limits_acceleration_and_stops(grid_world: World) -> None:
