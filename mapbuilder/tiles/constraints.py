@@ -42,7 +42,7 @@ class Gates:
     """Which frames are registered and which registrations are believed."""
 
     max_gap: int = 2  # each frame is registered with the next max_gap frames of its sequence
-    min_response: float = 0.5
+    min_response: float = 0.4
     max_correction_m: float = 2.0
     cross_radius_m: float = 6.0  # frames of two sequences this close are registered
     cross_max_angle_deg: float = 20.0
@@ -154,7 +154,7 @@ def sequence_edges(
         views.pop(j - gates.max_gap - 1, None)
         for i in range(max(0, j - gates.max_gap), j):
             tried += 1
-            guess = _gnss_step(observed, i + offset, j + offset)
+            guess = receiver_step(observed, i + offset, j + offset)
             key = (frames[i].frame_id, frames[j].frame_id, viewer.fingerprint, guess)
             motion = memo.get(key) if memo is not None else None
             if motion is None:
@@ -231,12 +231,24 @@ def relative_motion(poses: FloatArray, i: int, j: int) -> RelativeMotion:
     )
 
 
-def _gnss_step(observed: Observed, i: int, j: int) -> RelativeMotion:
-    """Frame j seen from frame i as GNSS has it: straight ahead by the distance between the
-    fixes (a car does not move sideways), turned by the change of course."""
-    distance = float(np.hypot(observed.x[j] - observed.x[i], observed.y[j] - observed.y[i]))
-    turn = float(wrap(np.array(observed.heading_rad[j] - observed.heading_rad[i])))
-    return RelativeMotion(0.0, distance, math.degrees(turn), 0.0)
+def receiver_step(observed: Observed, i: int, j: int) -> RelativeMotion:
+    """Frame j seen from frame i as the receiver has it, the guess registration starts from:
+    turned by the change of course, each step between them along the chord of a steady turn
+    (half the step's change of course to the side: a car does not move sideways, so in a bend
+    j lies off i's axis). A step is the distance driven where known (Doppler speed, within
+    centimetres where fixes wander by metres), else the distance between the fixes."""
+    heading = observed.heading_rad[i : j + 1]
+    turns = wrap(np.diff(heading))
+    driven = observed.step_m[i + 1 : j + 1]
+    if np.all(np.isfinite(driven)):
+        chords = driven * np.sinc(turns / 2 / np.pi)
+    else:
+        chords = np.hypot(np.diff(observed.x[i : j + 1]), np.diff(observed.y[i : j + 1]))
+    # Each chord's direction relative to frame i's heading (clockwise), summed in i's frame.
+    directions = heading[:-1] + turns / 2 - heading[0]
+    right = float(np.sum(chords * np.sin(directions)))
+    forward = float(np.sum(chords * np.cos(directions)))
+    return RelativeMotion(right, forward, math.degrees(float(wrap(heading[-1] - heading[0]))), 0.0)
 
 
 def accepted(

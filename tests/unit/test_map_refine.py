@@ -17,7 +17,7 @@ from mapbuilder.geo import LocalFrame
 from mapbuilder.tiles import posegraph
 from mapbuilder.tiles.bev import FramePose
 from mapbuilder.tiles.build import PosedFrame
-from mapbuilder.tiles.constraints import LaneLine, RegistrationMemo
+from mapbuilder.tiles.constraints import LaneLine, RegistrationMemo, receiver_step
 from mapbuilder.tiles.posegraph import (
     Anchored,
     Edges,
@@ -446,6 +446,28 @@ def _first_leg_along_errors(seed: int) -> tuple[float, float]:
         replace(base, step_m=np.concatenate([[np.nan], driven]), from_odometer=odometer)
     )
     return with_odometry, with_speeds
+
+
+def test_registration_starts_from_the_chords_of_the_steps_driven() -> None:
+    """Round a bend, frame j lies off frame i's axis: the guess registration starts from puts
+    it there, along the chord of each step driven, whatever the fixes' jitter; without the
+    distance driven it falls back on the distance between the fixes."""
+    radius, step = 8.0, 4.0
+    angle = np.arange(4, dtype=np.float64) * step / radius  # every 4 m of a circle, turning right
+    x, y = radius * (1 - np.cos(angle)), radius * np.sin(angle)
+    jitter = np.array([0.0, 0.4, -0.3, 0.5])
+    driven = np.array([np.nan, step, step, step])
+    observed = Observed(x + jitter, y - jitter, angle, np.arange(4.0), np.ones(4), driven)
+    for j in (1, 2, 3):
+        guess = receiver_step(observed, 0, j)
+        assert guess.right_m == pytest.approx(x[j], abs=1e-9)
+        assert guess.forward_m == pytest.approx(y[j], abs=1e-9)
+        assert guess.turn_deg == pytest.approx(math.degrees(angle[j]))
+    unknown = replace(observed, step_m=np.full(4, np.nan))
+    fixes_apart = math.hypot(x[1] - x[0] + 0.4, y[1] - y[0] - 0.4)
+    guess = receiver_step(unknown, 0, 1)
+    assert math.hypot(guess.right_m, guess.forward_m) == pytest.approx(fixes_apart)
+    assert guess.right_m == pytest.approx(fixes_apart * math.sin(angle[1] / 2))
 
 
 def test_the_pose_graph_derivatives_match_finite_differences() -> None:
