@@ -1,8 +1,9 @@
 """Putting a video on the GNSS clock when its start time is not known exactly.
 
-How much consecutive frames differ follows how fast the car moves: nothing changes at a standstill,
-more at speed. The offset that best lines up that image-motion profile with the receiver's speed is
-the video's start on the GNSS clock.
+How much consecutive frames differ follows how fast the car moves and turns: nothing changes at a
+standstill, more at speed, and a lot in a bend taken slowly (the whole view sweeps sideways). The
+offset at which the receiver's speed and turn rate explain that image-motion profile best is the
+video's start on the GNSS clock.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from edge.track import Track
 
 FloatArray = NDArray[np.float64]
 PROFILE_WIDTH_PX = 160
+# Below this speed the receiver's course is noise, not turning.
+TURNING_FROM_MPS = 1.0
 
 
 class SyncError(EdgeError):
@@ -68,7 +71,9 @@ def estimate_offset(
     search_s: float = 30.0,
     step_s: float = 0.1,
 ) -> Offset:
-    """The offset within +-`search_s` whose GNSS speeds correlate best with the image motion."""
+    """The offset within +-`search_s` at which the GNSS speed and turn rate explain the image
+    motion best (`_fit`)."""
+    turn_rate = _turn_rate(track)
     best = Offset(0.0, -2.0)
     for shift in np.arange(-search_s, search_s + step_s / 2, step_s):
         at = start_s + shift + times
@@ -78,7 +83,8 @@ def estimate_offset(
         speed = np.interp(at[inside], track.t_s, track.speed)
         if speed.std() < 0.1 or energy[inside].std() < 1e-6:
             continue
-        correlation = float(np.corrcoef(speed, energy[inside])[0, 1])
+        turning = np.interp(at[inside], track.t_s, turn_rate)
+        correlation = _fit(energy[inside], speed, turning)
         if correlation > best.correlation:
             best = Offset(round(float(shift), 2), round(correlation, 3))
     if best.correlation < 0.3:
@@ -88,3 +94,25 @@ def estimate_offset(
         )
         raise SyncError(msg)
     return best
+
+
+def _turn_rate(track: Track) -> FloatArray:
+    """Degrees per second the course changes at each fix, zero where the car barely moves."""
+    if len(track.t_s) < 2:
+        return np.zeros(len(track.t_s))
+    course = np.degrees(np.unwrap(np.radians(track.heading)))
+    rate = np.abs(np.gradient(course, track.t_s))
+    return np.where(track.speed >= TURNING_FROM_MPS, rate, 0.0)
+
+
+def _fit(energy: FloatArray, speed: FloatArray, turning: FloatArray) -> float:
+    """How well speed and turn rate explain `energy` (the multiple correlation, 0..1, of a
+    linear fit on their logs: `energy` is a log, and image motion grows by a factor with each),
+    or -1 where the fit has more speed meaning less motion."""
+    features = np.column_stack([np.ones_like(speed), np.log1p(speed), np.log1p(turning)])
+    coefficients, *_ = np.linalg.lstsq(features, energy, rcond=None)
+    if coefficients[1] <= 0:
+        return -1.0
+    residual = energy - features @ coefficients
+    explained = 1.0 - float(residual @ residual) / float(((energy - energy.mean()) ** 2).sum())
+    return float(np.sqrt(max(explained, 0.0)))
