@@ -89,7 +89,11 @@ class RefineSettings:
     gates: Gates = field(default_factory=Gates)
     lane_search_m: float = 6.0
     lane_max_angle_deg: float = 30.0
-    lane_end_margin_m: float = 4.0
+    # A car turning off a road leaves its lane metres before the junction's node: the node lies
+    # in the middle of the crossing road, and the turn (no tighter than a turning circle)
+    # begins before that road's edge. Straight-on lanes are joined, so this is cut only where
+    # the car turned.
+    lane_end_margin_m: float = 8.0
     markings: MarkingSettings = field(default_factory=MarkingSettings)
     # Frames further apart in time are not linked by motion or GNSS bias (a stitched sequence
     # may hold a pause in which the car went anywhere); keyframes by distance at a red light
