@@ -93,7 +93,7 @@ class RefineSettings:
     # in the middle of the crossing road, and the turn (no tighter than a turning circle)
     # begins before that road's edge. Straight-on lanes are joined, so this is cut only where
     # the car turned.
-    lane_end_margin_m: float = 8.0
+    lane_end_margin_m: float = 6.0
     markings: MarkingSettings = field(default_factory=MarkingSettings)
     # Frames further apart in time are not linked by motion or GNSS bias (a stitched sequence
     # may hold a pause in which the car went anywhere); keyframes by distance at a red light
