@@ -8,6 +8,7 @@ video's start on the GNSS clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from edge.errors import EdgeError
 from edge.track import Track
 
 FloatArray = NDArray[np.float64]
+# How well (-1..1) image motion follows the speed and turn rate at one trial offset.
+Score = Callable[[FloatArray, FloatArray, FloatArray], float]
 PROFILE_WIDTH_PX = 160
 # Below this speed the receiver's course is noise, not turning.
 TURNING_FROM_MPS = 1.0
@@ -70,9 +73,11 @@ def estimate_offset(
     *,
     search_s: float = 30.0,
     step_s: float = 0.1,
+    score: Score | None = None,
 ) -> Offset:
     """The offset within +-`search_s` at which the GNSS speed and turn rate explain the image
-    motion best (`_fit`)."""
+    motion best: by `score(energy, speed, turn rate)`, `fit` unless given."""
+    score = score or fit
     turn_rate = _turn_rate(track)
     best = Offset(0.0, -2.0)
     for shift in np.arange(-search_s, search_s + step_s / 2, step_s):
@@ -84,7 +89,7 @@ def estimate_offset(
         if speed.std() < 0.1 or energy[inside].std() < 1e-6:
             continue
         turning = np.interp(at[inside], track.t_s, turn_rate)
-        correlation = _fit(energy[inside], speed, turning)
+        correlation = score(energy[inside], speed, turning)
         if correlation > best.correlation:
             best = Offset(round(float(shift), 2), round(correlation, 3))
     if best.correlation < 0.3:
@@ -105,7 +110,7 @@ def _turn_rate(track: Track) -> FloatArray:
     return np.where(track.speed >= TURNING_FROM_MPS, rate, 0.0)
 
 
-def _fit(energy: FloatArray, speed: FloatArray, turning: FloatArray) -> float:
+def fit(energy: FloatArray, speed: FloatArray, turning: FloatArray) -> float:
     """How well speed and turn rate explain `energy` (the multiple correlation, 0..1, of a
     linear fit on their logs: `energy` is a log, and image motion grows by a factor with each),
     or -1 where the fit has more speed meaning less motion."""
