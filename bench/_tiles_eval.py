@@ -6,6 +6,12 @@ the standard constants), the georeferencing offset (phase correlation of the two
 ghosting measure: the share of strong edges in the stitched tile with no edge within 2 px in the
 truth once the truth is moved by that offset (a doubled lane marking shows up as such edges; a
 mosaic that is only offset does not).
+
+The orthophoto is the bare road; the video also shows the simulator's vehicles, which the
+ground projection smears across the tiles as if painted on the road. Their edges have no
+counterpart in the truth at any pose, so the measure leaves out the pixels near what the stitch
+from the true poses shows and the truth lacks (`not_ground`): what is left counts what the
+poses doubled. The share with those pixels kept is reported beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ U8Image = NDArray[np.uint8]
 MARGIN_M = 2.0
 EDGE_THRESHOLD = 60.0
 EDGE_TOLERANCE_PX = 2
+# Pose errors left after refinement move a vehicle's smear by up to about this much.
+NOT_GROUND_MARGIN_M = 1.0
 
 
 def truth_tile(world: World, tile: Tile) -> U8Image:
@@ -53,6 +61,7 @@ class TileQuality:
     ssim: float
     offset_m: float | None
     ghost_edges: float | None
+    ghost_edges_with_vehicles: float | None
 
 
 def psnr(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
@@ -102,10 +111,38 @@ def ghost_edges(
     truth: NDArray[np.float64],
     mask: NDArray[np.bool_],
     shift: tuple[float, float] | None = None,
+    ignore: NDArray[np.bool_] | None = None,
 ) -> float | None:
     """Share of strong edges in the stitched tile with no truth edge within 2 px, once the truth
     is moved by the tile's measured `shift`: a mosaic that is only offset has no doubled
-    markings (the offset is measured on its own), one with two copies of a line does."""
+    markings (the offset is measured on its own), one with two copies of a line does. Pixels
+    in `ignore` count neither way."""
+    mine, unmatched = _edges_against(stitched, truth, mask, shift)
+    if ignore is not None:
+        mine &= ~ignore
+    if mine.sum() < 50:
+        return None
+    return float((mine & unmatched).sum() / mine.sum())
+
+
+def not_ground(rgba: U8Image, truth_rgb: U8Image, lat: float, zoom: int) -> NDArray[np.bool_]:
+    """Pixels within `NOT_GROUND_MARGIN_M` of a strong edge that a tile stitched from the true
+    poses shows and the truth lacks: vehicles, which no pose can put on the bare road."""
+    mask = rgba[..., 3] > 0
+    mine, unmatched = _edges_against(_grey(rgba[..., :3]), _grey(truth_rgb), mask, None)
+    radius = round(NOT_GROUND_MARGIN_M * px_per_metre(lat, zoom))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return np.asarray(cv2.dilate((mine & unmatched).astype(np.uint8), disk), bool)
+
+
+def _edges_against(
+    stitched: NDArray[np.float64],
+    truth: NDArray[np.float64],
+    mask: NDArray[np.bool_],
+    shift: tuple[float, float] | None,
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Strong stitched edges well inside the covered pixels, and where no truth edge (moved by
+    `shift`) lies within `EDGE_TOLERANCE_PX`."""
     if shift is not None:
         move = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]])
         moved = cv2.warpAffine(truth, move, (TILE_PX, TILE_PX), borderMode=cv2.BORDER_REPLICATE)
@@ -117,23 +154,30 @@ def ghost_edges(
         gy = cv2.Sobel(image, cv2.CV_64F, 0, 1)
         return np.asarray(np.hypot(gx, gy) > EDGE_THRESHOLD * 4)
 
-    mine = edges(stitched) & inner
-    if mine.sum() < 50:
-        return None
     near_truth = cv2.dilate(
         edges(truth).astype(np.uint8), np.ones((2 * EDGE_TOLERANCE_PX + 1,) * 2, np.uint8)
     )
-    return float((mine & (near_truth == 0)).sum() / mine.sum())
+    return edges(stitched) & inner, near_truth == 0
 
 
-def tile_quality(rgba: U8Image, truth_rgb: U8Image, lat: float, zoom: int) -> TileQuality:
-    """Compare a stitched RGBA tile with its truth over the pixels it covers."""
+def _grey(rgb: U8Image) -> NDArray[np.float64]:
+    return np.asarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY), np.float64)
+
+
+def tile_quality(
+    rgba: U8Image,
+    truth_rgb: U8Image,
+    lat: float,
+    zoom: int,
+    vehicles: NDArray[np.bool_] | None = None,
+) -> TileQuality:
+    """Compare a stitched RGBA tile with its truth over the pixels it covers; `vehicles`
+    (`not_ground` of the tile) is left out of the doubled-edge share."""
     mask = rgba[..., 3] > 0
-    grey = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2GRAY).astype(np.float64)
-    truth = cv2.cvtColor(truth_rgb, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    grey, truth = _grey(rgba[..., :3]), _grey(truth_rgb)
     covered = float(mask.mean())
     if covered == 0:
-        return TileQuality(0.0, float("nan"), float("nan"), None, None)
+        return TileQuality(0.0, float("nan"), float("nan"), None, None, None)
     colour = rgba[..., :3].astype(np.float64)[mask]
     shift = phase_shift(grey, truth, mask)
     return TileQuality(
@@ -141,5 +185,6 @@ def tile_quality(rgba: U8Image, truth_rgb: U8Image, lat: float, zoom: int) -> Ti
         psnr(colour, truth_rgb.astype(np.float64)[mask]),
         float(ssim_map(grey, truth)[mask].mean()),
         offset_m(shift, px_per_metre(lat, zoom)),
+        ghost_edges(grey, truth, mask, shift, vehicles),
         ghost_edges(grey, truth, mask, shift),
     )

@@ -18,7 +18,9 @@
 4. Against the orthophoto resampled to each tile (bench/_tiles_eval.py), over tiles at least half
    covered: median PSNR and SSIM of the covered pixels, median georeferencing offset (phase
    correlation), the doubled-marking measure (share of strong stitched edges with no true edge
-   within 2 px once the tile's offset is taken out), the share of the driven lane (true path
+   within 2 px once the tile's offset is taken out, leaving out the pixels within 1 m of the
+   simulator's vehicles, found as what the true-pose stitch shows and the bare-road truth
+   lacks; `..._with_vehicles`: those pixels kept), the share of the driven lane (true path
    +-1.5 m) that has imagery, and the poses' own errors (position, step between consecutive
    keyframes, heading).
 
@@ -44,9 +46,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from bench._common import verdict
-from bench._tiles_eval import TileQuality, tile_quality, truth_tile
+from bench._tiles_eval import TileQuality, not_ground, tile_quality, truth_tile
 from bench._tiles_pipeline import PipelinePoses, pipeline_passes, pipeline_poses
 from bench._tiles_refine import gnss_covered, lane_lines, pose_errors, realistic_poses
 from edge.gnss.gpx import read_gpx
@@ -139,10 +142,14 @@ def _loader(path: Path) -> Callable[[], U8Image]:
     return load
 
 
+def true_poses(frames: list[dict[str, Any]]) -> list[FramePose]:
+    return [FramePose(f["lon"], f["lat"], f["true_heading"], f["t_s"]) for f in frames]
+
+
 def posed(frames: list[dict[str, Any]], drive_dir: Path, source: str) -> list[PosedFrame]:
     """Keyframes with true poses, or with poses interpolated from the GNSS log."""
     if source == "perfect":
-        poses = [FramePose(f["lon"], f["lat"], f["true_heading"], f["t_s"]) for f in frames]
+        poses = true_poses(frames)
     else:
         track = Track(read_gpx(drive_dir / "track.gpx").fixes)
         start = json.loads((drive_dir / "truth.json").read_text())["video_start_time"]
@@ -180,12 +187,33 @@ def lane_coverage(tiles: dict[Tile, np.ndarray], frames: list[dict[str, Any]], z
     return hits / total
 
 
-def evaluate(world: World, tiles: dict[Tile, np.ndarray]) -> list[TileQuality]:
+Vehicles = dict[Tile, NDArray[np.bool_]]
+
+
+def vehicle_pixels(
+    world: World, projector: FrameProjector, frames: list[dict[str, Any]]
+) -> Vehicles:
+    """Per tile, the pixels near the vehicles the keyframes show (`not_ground` of their stitch
+    from the true poses), which the doubled-edge share leaves out."""
+    tiles, _ = stitch(projector, with_poses(frames, true_poses(frames)))
+    found = {}
+    for tile, rgba in tiles.items():
+        _, south, _, north = tile_bounds(tile)
+        found[tile] = not_ground(rgba, truth_tile(world, tile), (south + north) / 2, tile[0])
+    return found
+
+
+def evaluate(
+    world: World, tiles: dict[Tile, np.ndarray], vehicles: Vehicles | None = None
+) -> list[TileQuality]:
     """Quality of every tile at least half covered."""
     found = []
     for tile, rgba in sorted(tiles.items()):
         _, south, _, north = tile_bounds(tile)
-        quality = tile_quality(rgba, truth_tile(world, tile), (south + north) / 2, tile[0])
+        lat = (south + north) / 2
+        quality = tile_quality(
+            rgba, truth_tile(world, tile), lat, tile[0], (vehicles or {}).get(tile)
+        )
         if quality.covered >= 0.5:
             found.append(quality)
     return found
@@ -197,13 +225,16 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def run_case(
-    args: argparse.Namespace, world: World, drive_dir: Path, source: str
+    args: argparse.Namespace, world: World, drive_dir: Path, source: str, vehicles: Vehicles
 ) -> dict[str, Any]:
     """Stitch with one pose source `--repeats` times and measure the last result."""
     frames = keyframes(world, drive_dir)
     projector = FrameProjector(Calibration.read(drive_dir / "calibration.json"))
     posed_frames = posed(frames, drive_dir, source)
-    return {"poses": source, **measure(world, frames, projector, posed_frames, args.repeats)}
+    return {
+        "poses": source,
+        **measure(world, frames, projector, posed_frames, args.repeats, vehicles),
+    }
 
 
 def measure(
@@ -212,13 +243,14 @@ def measure(
     projector: FrameProjector,
     posed_frames: list[PosedFrame],
     repeats: int,
+    vehicles: Vehicles,
 ) -> dict[str, Any]:
     """Stitch `repeats` times (speed: the median) and measure the tiles and the poses."""
     seconds = []
     for _ in range(repeats):
         tiles, spent = stitch(projector, posed_frames)
         seconds.append(spent)
-    qualities = evaluate(world, tiles)
+    qualities = evaluate(world, tiles, vehicles)
     return {
         "keyframes": len(frames),
         "tiles": len(tiles),
@@ -228,13 +260,14 @@ def measure(
         "ssim": _median([q.ssim for q in qualities]),
         "offset_m": _median([q.offset_m for q in qualities]),
         "ghost_edge_share": _median([q.ghost_edges for q in qualities]),
+        "ghost_edge_share_with_vehicles": _median([q.ghost_edges_with_vehicles for q in qualities]),
         "lane_coverage": round(lane_coverage(tiles, frames, projector.settings.zoom), 3),
         **pose_errors(world, frames, [f.pose for f in posed_frames]),
     }
 
 
 def refinement_cases(
-    args: argparse.Namespace, world: World, drive_dir: Path
+    args: argparse.Namespace, world: World, drive_dir: Path, vehicles: Vehicles
 ) -> list[dict[str, Any]]:
     """Realistic GNSS error (one seed per run): raw, refined by registration, refined with lane
     lines too, and posed by the production pipeline from a catalog; each figure the median over
@@ -252,7 +285,7 @@ def refinement_cases(
     for seed in range(1, args.gnss_seeds + 1):
         reported = realistic_poses(world, drive_dir, frames, seed)
         raw = with_poses(frames, reported.poses)
-        runs["gnss-3m-raw"].append(measure(world, frames, projector, raw, 1))
+        runs["gnss-3m-raw"].append(measure(world, frames, projector, raw, 1, vehicles))
         for name, lines in (("refined", []), ("refined+lanes", lanes)):
             result = refine_poses(
                 raw,
@@ -266,9 +299,9 @@ def refinement_cases(
                 "pairs_used_share": round(result.pairs_used / max(result.pairs_tried, 1), 3),
             }
             refined = with_poses(frames, result.poses)
-            runs[name].append({**measure(world, frames, projector, refined, 1), **extra})
+            runs[name].append({**measure(world, frames, projector, refined, 1, vehicles), **extra})
         found = pipeline_poses(world, drive_dir, frames, reported)
-        runs["pipeline"].append(pipeline_case(world, frames, projector, [found]))
+        runs["pipeline"].append(pipeline_case(world, frames, projector, [found], vehicles))
     return _summaries(args, runs)
 
 
@@ -295,6 +328,7 @@ def pipeline_case(
     frames: list[dict[str, Any]],
     projector: FrameProjector,
     found: Sequence[PipelinePoses],
+    vehicles: Vehicles,
 ) -> dict[str, Any]:
     """The keyframes (of every pass, in order) as the pipeline posed them from a catalog
     (those it left out are left out here too), measured as the other rows."""
@@ -303,7 +337,12 @@ def pipeline_case(
     posed_frames = [f for f, _ in kept]
     return {
         **measure(
-            world, posed_frames, projector, with_poses(posed_frames, [p for _, p in kept]), 1
+            world,
+            posed_frames,
+            projector,
+            with_poses(posed_frames, [p for _, p in kept]),
+            1,
+            vehicles,
         ),
         "refine_s": round(sum(p.refine_s for p in found), 2),
         "pairs_used_share": round(statistics.mean(p.pairs_used_share for p in found), 3),
@@ -330,6 +369,7 @@ def two_pass_cases(args: argparse.Namespace, world: World, drive_dir: Path) -> l
         ),
     )
     projector = FrameProjector(Calibration.read(drive_dir / "calibration.json"))
+    vehicles = vehicle_pixels(world, projector, first + second)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in TWO_PASSES}
     for seed in range(1, args.gnss_seeds + 1):
         passes = [
@@ -339,7 +379,7 @@ def two_pass_cases(args: argparse.Namespace, world: World, drive_dir: Path) -> l
         apart = [pipeline_passes(world, drive_dir, [one])[0] for one in passes]
         together = pipeline_passes(world, drive_dir, passes)
         for name, found in zip(TWO_PASSES, (apart, together), strict=True):
-            runs[name].append(pipeline_case(world, first + second, projector, found))
+            runs[name].append(pipeline_case(world, first + second, projector, found, vehicles))
     return _summaries(args, runs)
 
 
@@ -368,8 +408,10 @@ def main() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # the target is per core
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-tiles-"))
     world, drive_dir = prepare(args, workdir)
-    results = [run_case(args, world, drive_dir, source) for source in ("perfect", "gnss")]
-    results += refinement_cases(args, world, drive_dir)
+    projector = FrameProjector(Calibration.read(drive_dir / "calibration.json"))
+    vehicles = vehicle_pixels(world, projector, keyframes(world, drive_dir))
+    results = [run_case(args, world, drive_dir, source, vehicles) for source in ("perfect", "gnss")]
+    results += refinement_cases(args, world, drive_dir, vehicles)
     results += two_pass_cases(args, world, drive_dir)
     for r in results:
         print(json.dumps(r))
