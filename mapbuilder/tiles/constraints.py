@@ -5,7 +5,10 @@ Registrations are gated: a pair counts when its response clears `min_response` a
 within `max_correction_m` of the guess (a farther answer is a false match: a truck ahead, a
 repeated pattern). Between sequences (other drives over the same road) each frame is
 registered with the nearest frame of an earlier sequence that looks the same way, starting
-from their poses refined one drive at a time.
+from their poses refined one drive at a time. Within a sequence, a frame that sees ground seen
+many frames before (a loop round a block, the way back from a dead end) is registered with the
+frame that saw it: their GNSS errors are minutes apart and differ, and would double the road's
+markings where their imagery meets.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class Gates:
     cross_max_angle_deg: float = 20.0
     # Two drives disagree by their GNSS biases along the road, metres where no turn pins them.
     cross_max_correction_m: float = 4.0
+    # Frames of one sequence at least this many apart that see the same ground are registered
+    # (with the cross-sequence radius, angle and correction gates).
+    revisit_min_gap: int = 8
 
 
 @dataclass(frozen=True)
@@ -166,16 +172,16 @@ def sequence_edges(
     return _edges(found), tried
 
 
-def cross_edges(
+def register_pairs(
     frames: Sequence[PosedFrame],
-    labels: IntArray,
+    pairs: list[tuple[int, int]],
     poses: FloatArray,
     viewer: GroundViewer,
     gates: Gates,
 ) -> tuple[Edges, int]:
-    """Registrations between sequences: each frame with the nearest frame of an earlier
-    sequence within `cross_radius_m` that looks within `cross_max_angle_deg` the same way,
-    starting from `poses` (x, y, heading per frame, refined one sequence at a time)."""
+    """The (i, j) pairs (`nearest_earlier`, `seen_before`) registered from their `poses`
+    (x, y, heading per frame) as views taken far apart in time, whose correlation peak may
+    wander (`near`); those passing the cross-sequence gates, and how many were tried."""
     cache: OrderedDict[int, GroundView] = OrderedDict()
 
     def view(k: int) -> GroundView:
@@ -186,7 +192,6 @@ def cross_edges(
         return cache[k]
 
     found: list[tuple[int, int, RelativeMotion]] = []
-    pairs = _nearest_earlier(labels, poses, gates)
     for i, j in pairs:
         guess = relative_motion(poses, i, j)
         motion = register_pair(viewer.grid, view(i), view(j), guess, near=True)
@@ -195,7 +200,30 @@ def cross_edges(
     return _edges(found), len(pairs)
 
 
-def _nearest_earlier(labels: IntArray, poses: FloatArray, gates: Gates) -> list[tuple[int, int]]:
+def seen_before(
+    labels: IntArray, poses: FloatArray, viewer: GroundViewer, gates: Gates
+) -> list[tuple[int, int]]:
+    """(i, j): for each frame j, the frame i of its own sequence, at least `revisit_min_gap`
+    before it, whose view of the ground lies nearest to j's, within `cross_radius_m` (centre to
+    centre) and looking within `cross_max_angle_deg` the same way or the opposite way: driving
+    back along a road, the camera sees from its far end the ground it saw from the near one."""
+    reach = (viewer.grid.near_m + viewer.grid.far_m) / 2
+    centres = poses[:, :2] + reach * np.stack([np.sin(poses[:, 2]), np.cos(poses[:, 2])], axis=1)
+    min_cos = math.cos(math.radians(gates.cross_max_angle_deg))
+    pairs = []
+    for j in range(len(poses)):
+        before = np.flatnonzero(labels[: max(0, j - gates.revisit_min_gap + 1)] == labels[j])
+        if before.size == 0:
+            continue
+        distance = np.hypot(*(centres[before] - centres[j]).T)
+        facing = np.abs(np.cos(poses[before, 2] - poses[j, 2])) >= min_cos
+        near = np.flatnonzero(facing & (distance <= gates.cross_radius_m))
+        if near.size:
+            pairs.append((int(before[near[np.argmin(distance[near])]]), j))
+    return pairs
+
+
+def nearest_earlier(labels: IntArray, poses: FloatArray, gates: Gates) -> list[tuple[int, int]]:
     """(i, j): for each frame j, the nearest frame i of an earlier sequence that qualifies."""
     pairs = []
     for j in np.flatnonzero(labels > labels.min()):

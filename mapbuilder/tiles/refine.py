@@ -10,9 +10,12 @@ several drives over the same roads.
    lanes, a frame is held only to the lane the solid lines painted beside it put it in
    (`markings.solid_lines`, `constraints.lane_agreement`).
 3. The pose graph (`posegraph.solve`) fuses registration, GNSS with a drifting bias, heading,
-   the distance driven and the lanes; positions go back to WGS84.
+   the distance driven and the lanes; positions go back to WGS84. Where a sequence comes back
+   to ground it saw many frames before (round a block, back from a dead end), those frames are
+   registered with each other (`constraints.seen_before`) and the graph is solved again, so
+   the two visits agree instead of each keeping its own GNSS error.
 4. With several sequences, each is refined alone first; then frames of later sequences are
-   registered with the nearest frames of earlier ones (`constraints.cross_edges`) and all are
+   registered with the nearest frames of earlier ones (`constraints.nearest_earlier`, `register_pairs`) and all are
    solved together, so the drives agree with each other and their GNSS biases average out.
 5. Frames of other sequences already in the map (`anchors.Anchor`, poses held fixed) pull the
    drives onto the map: each frame is registered with the nearest one
@@ -47,8 +50,10 @@ from mapbuilder.tiles.constraints import (
     LinesKey,
     RegistrationMemo,
     SolidLineSight,
-    cross_edges,
     lane_constraints,
+    nearest_earlier,
+    register_pairs,
+    seen_before,
     sequence_edges,
 )
 from mapbuilder.tiles.markings import MarkingSettings, SolidLines, solid_lines
@@ -137,6 +142,7 @@ class RefinedPoses:
     seconds: float
     anchor_pairs_tried: int = 0
     anchor_pairs_used: int = 0
+    revisit_pairs_used: int = 0
 
 
 def refine_poses(
@@ -193,14 +199,20 @@ def refine_sequences(
         sight=lines.sight() if needs_sight else None,
     )
     refined = solve(observed, _joined(within), lanes_found, s.graph)
+    labels = np.repeat(np.arange(len(drives)), [len(d.frames) for d in drives])
+    seen = seen_before(labels, refined, viewer, s.gates)
+    revisits, _ = register_pairs(frames, seen, refined, viewer, s.gates)
+    if revisits.i.size:
+        refined = solve(observed, _joined([*within, revisits]), lanes_found, s.graph)
     cross = _joined([])
     if len(drives) > 1:
-        labels = np.repeat(np.arange(len(drives)), [len(d.frames) for d in drives])
-        cross, _ = cross_edges(frames, labels, refined, viewer, s.gates)
-        refined = solve(observed, _joined([*within, cross]), lanes_found, s.graph)
+        earlier = nearest_earlier(labels, refined, s.gates)
+        cross, _ = register_pairs(frames, earlier, refined, viewer, s.gates)
+        refined = solve(observed, _joined([*within, revisits, cross]), lanes_found, s.graph)
     anchored, anchors_tried = _onto_map(frames, refined, anchors, local, viewer, s.gates)
     if anchored.k.size:
-        refined = solve(observed, _joined([*within, cross]), lanes_found, s.graph, anchored)
+        edges = _joined([*within, revisits, cross])
+        refined = solve(observed, edges, lanes_found, s.graph, anchored)
     lon, lat = local.to_wgs84(refined[:, 0], refined[:, 1])
     poses = [
         FramePose(float(lo), float(la), math.degrees(float(h)) % 360.0, f.pose.time_s)
@@ -211,6 +223,7 @@ def refine_sequences(
     for drive, edges, count in zip(drives, within, tried, strict=True):
         end = start + len(drive.frames)
         on_lanes = int(np.count_nonzero((lanes_found.k >= start) & (lanes_found.k < end)))
+        revisited = int(np.count_nonzero((revisits.j >= start) & (revisits.j < end)))
         results.append(
             RefinedPoses(
                 poses[start:end],
@@ -221,6 +234,7 @@ def refine_sequences(
                 seconds,
                 anchors_tried,
                 int(anchored.k.size),
+                revisited,
             )
         )
         start = end

@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 REGISTERED = "registered"
 # Part of every sequence's input digest: change it when refinement gives other answers for the
 # same inputs, and every sequence is refined again the next time it is posed.
-REFINER_VERSION = 5
+REFINER_VERSION = 6
 # GNSS is off by a few metres, in a street canyon by ten: a refined pose farther than this from
 # the receiver's fix means registration went wrong, and the smoothed poses are kept.
 MAX_SHIFT_M = 20.0
