@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bench.bench_tiles import prepare
+from bench.bench_tiles import DRIVE_SEED, prepare
 from ingest.db import Catalog
 from ingest.storage import LocalObjectStore
 from mapbuilder.tiles import constraints
@@ -120,6 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--resolution", default="1920x1080")
+    parser.add_argument("--drive-seed", type=int, default=DRIVE_SEED, help="another route")
     parser.add_argument("--batches", type=int, default=6)
     parser.add_argument("--osm", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
