@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,6 +22,8 @@ from mapbuilder.camera import CameraLike, Matrix, ground_homography
 from mapbuilder.tiles.mercator import TILE_PX, Tile, px_per_metre, tiles_covering, world_px
 
 FloatImage = NDArray[np.float32]
+# Ground points and pixel positions: float32 per tile pixel, float64 where few are needed.
+Points = NDArray[np.floating[Any]]
 U8Image = NDArray[np.uint8]
 # How finely the ground is searched for the topmost image row it reaches (the far limit itself
 # is always searched, and that is where the topmost row lies), and the rows kept above it.
@@ -170,34 +173,40 @@ class FrameProjector:
 
     def _ground_grid(
         self, pose: FramePose, tile: Tile, rows: NDArray[np.int64], cols: NDArray[np.int64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """East and north metres from the camera of the pixel centres of a window of `tile`."""
+    ) -> tuple[FloatImage, FloatImage]:
+        """East and north metres from the camera of the pixel centres of a window of `tile`, in
+        float32: the per-pixel work that follows is memory-bound, and float32 still places a
+        point 25 m away to a micrometre. The offsets are taken in float64 first, since world
+        pixels (~1e8 at z21) are beyond float32's exact integers."""
         z, tx, ty = tile
         cx, cy = world_px(pose.lon, pose.lat, z)
         scale = px_per_metre(pose.lat, z)
-        east = (tx * TILE_PX + cols[np.newaxis, :] + 0.5 - cx) / scale
-        north = -(ty * TILE_PX + rows[:, np.newaxis] + 0.5 - cy) / scale
+        east = ((tx * TILE_PX + 0.5 - cx) + cols) / scale
+        north = -((ty * TILE_PX + 0.5 - cy) + rows) / scale
         shape = (rows.size, cols.size)
-        return np.broadcast_to(east, shape), np.broadcast_to(north, shape)
+        return (
+            np.broadcast_to(east.astype(np.float32)[np.newaxis, :], shape),
+            np.broadcast_to(north.astype(np.float32)[:, np.newaxis], shape),
+        )
 
-    def _image_coords(
-        self, pose: FramePose, east: NDArray[np.float64], north: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def _image_coords(self, pose: FramePose, east: Points, north: Points) -> tuple[Points, Points]:
         """Image pixel of each ground point (lens distortion applied when the camera has one)."""
         homography: Matrix = ground_homography(self.calibration, 0.0, 0.0, pose.heading_deg)
-        denominator = homography[2, 0] * east + homography[2, 1] * north + homography[2, 2]
-        u = (homography[0, 0] * east + homography[0, 1] * north + homography[0, 2]) / denominator
-        v = (homography[1, 0] * east + homography[1, 1] * north + homography[1, 2]) / denominator
+        # Plain floats: a numpy float64 coefficient would turn float32 points into float64.
+        (h00, h01, h02), (h10, h11, h12), (h20, h21, h22) = homography.tolist()
+        denominator = h20 * east + h21 * north + h22
+        u = (h00 * east + h01 * north + h02) / denominator
+        v = (h10 * east + h11 * north + h12) / denominator
         if any(self.calibration.distortion):
             u, v = _distort(self.calibration, u, v)
         return u, v
 
     def _weight(
         self,
-        forward: NDArray[np.float64],
-        lateral: NDArray[np.float64],
-        u: NDArray[np.float64],
-        v: NDArray[np.float64],
+        forward: Points,
+        lateral: Points,
+        u: Points,
+        v: Points,
     ) -> FloatImage:
         """Nearness (resolution falls with distance squared) times feathering at every limit."""
         s, c = self.settings, self.calibration
@@ -213,13 +222,11 @@ class FrameProjector:
         return np.asarray(weight, np.float32)
 
 
-def _distort(
-    calibration: CameraLike, u: NDArray[np.float64], v: NDArray[np.float64]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _distort(calibration: CameraLike, u: Points, v: Points) -> tuple[Points, Points]:
     """OpenCV's radial-tangential model (k1, k2, p1, p2, k3) applied to ideal pixel positions."""
-    k1, k2, p1, p2, k3 = calibration.distortion
+    k1, k2, p1, p2, k3 = (float(k) for k in calibration.distortion)
     matrix = calibration.camera_matrix
-    fx, fy, cx, cy = matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2]
+    fx, fy, cx, cy = (float(m) for m in (matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2]))
     x, y = (u - cx) / fx, (v - cy) / fy
     r2 = x * x + y * y
     radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
