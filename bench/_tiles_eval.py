@@ -106,20 +106,10 @@ def offset_m(shift: tuple[float, float] | None, scale: float) -> float | None:
     return None if shift is None else float(np.hypot(*shift)) / scale
 
 
-def ghost_edges(
-    stitched: NDArray[np.float64],
-    truth: NDArray[np.float64],
-    mask: NDArray[np.bool_],
-    shift: tuple[float, float] | None = None,
-    ignore: NDArray[np.bool_] | None = None,
-) -> float | None:
-    """Share of strong edges in the stitched tile with no truth edge within 2 px, once the truth
-    is moved by the tile's measured `shift`: a mosaic that is only offset has no doubled
-    markings (the offset is measured on its own), one with two copies of a line does. Pixels
-    in `ignore` count neither way."""
-    mine, unmatched = _edges_against(stitched, truth, mask, shift)
-    if ignore is not None:
-        mine &= ~ignore
+def _unmatched_share(mine: NDArray[np.bool_], unmatched: NDArray[np.bool_]) -> float | None:
+    """Share of the strong stitched edges `mine` with no truth edge near (`_edges_against`):
+    a mosaic that is only offset has no doubled markings (the offset is measured on its own),
+    one with two copies of a line does. None with too few edges to tell."""
     if mine.sum() < 50:
         return None
     return float((mine & unmatched).sum() / mine.sum())
@@ -180,11 +170,12 @@ def tile_quality(
         return TileQuality(0.0, float("nan"), float("nan"), None, None, None)
     colour = rgba[..., :3].astype(np.float64)[mask]
     shift = phase_shift(grey, truth, mask)
+    mine, unmatched = _edges_against(grey, truth, mask, shift)
     return TileQuality(
         covered,
         psnr(colour, truth_rgb.astype(np.float64)[mask]),
         float(ssim_map(grey, truth)[mask].mean()),
         offset_m(shift, px_per_metre(lat, zoom)),
-        ghost_edges(grey, truth, mask, shift, vehicles),
-        ghost_edges(grey, truth, mask, shift),
+        _unmatched_share(mine if vehicles is None else mine & ~vehicles, unmatched),
+        _unmatched_share(mine, unmatched),
     )

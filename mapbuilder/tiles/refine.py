@@ -15,8 +15,9 @@ several drives over the same roads.
    registered with each other (`constraints.seen_before`) and the graph is solved again, so
    the two visits agree instead of each keeping its own GNSS error.
 4. With several sequences, each is refined alone first; then frames of later sequences are
-   registered with the nearest frames of earlier ones (`constraints.nearest_earlier`, `register_pairs`) and all are
-   solved together, so the drives agree with each other and their GNSS biases average out.
+   registered with the nearest frames of earlier ones (`constraints.nearest_earlier`,
+   `register_pairs`) and all are solved together, so the drives agree with each other and
+   their GNSS biases average out.
 5. Frames of other sequences already in the map (`anchors.Anchor`, poses held fixed) pull the
    drives onto the map: each frame is registered with the nearest one
    (`anchors.anchor_constraints`) and all is solved once more.
