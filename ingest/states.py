@@ -6,13 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.orm import Session
 
 from ingest.catalog import Frame, FrameState, Quarantine, TaskRun
 from ingest.imagecheck import Rejection
 
 SequenceKey = tuple[str, str]  # (device_id, sequence_id)
+
+
+def accepted_of(key: SequenceKey) -> tuple[ColumnElement[bool], ...]:
+    """The conditions that select the accepted frames of one sequence."""
+    device_id, sequence_id = key
+    return (
+        Frame.device_id == device_id,
+        Frame.sequence_id == sequence_id,
+        Frame.state == FrameState.ACCEPTED,
+    )
 
 
 def advance(

@@ -50,7 +50,9 @@ class PoseRefinement(Base):
     refinement read (frames, poses, lanes, settings), so the same inputs are never refined twice,
     and the outcome: "registered", or "smoothed" with the reason refinement was not possible;
     whether the steps between keyframes came from the device's odometry (migration 0009); how
-    many of its frames were registered with other sequences' frames in the map (migration 0010)."""
+    many of its frames were registered with other sequences' frames in the map (migration 0010);
+    whether the map it was aligned to moved since (migration 0011), counted as tiles' dirty marks
+    are: a posing clears the mark only if no newer one came after it read the sequence."""
 
     __tablename__ = "pose_refinements"
 
@@ -70,6 +72,8 @@ class PoseRefinement(Base):
     # was ignored ("odometry_backwards", "odometry_too_fast"; `detail` says where).
     odometry: Mapped[str | None] = mapped_column(String(32))
     map_pairs_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    map_moved_since: Mapped[datetime | None]
+    map_moved_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (Index("pose_refinements_outcome", "outcome", "reason"),)
 

@@ -9,17 +9,18 @@ smoothed poses by poses refined by registering its overlapping views.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 
-from ingest.catalog import Camera, Frame, FrameState
+from ingest.catalog import Camera, Frame
 from ingest.db import Catalog
-from ingest.states import SequenceKey
+from ingest.states import SequenceKey, accepted_of
 from mapbuilder.camera import CalibrationError, PinholeCamera
 from mapbuilder.catalog import FrameMatch
 from mapbuilder.geo import LocalFrame
@@ -50,10 +51,12 @@ class Skip:
 
 @dataclass(frozen=True)
 class Poses:
-    """What `poses_for` found: the posed frames and the skipped ones."""
+    """What `poses_for` found: the posed frames and the skipped ones, and per sequence a digest
+    of the matched frames they came from (`matched_digest`)."""
 
     posed: list[CatalogPose]
     skipped: list[Skip]
+    read: dict[SequenceKey, str] = field(default_factory=dict)
 
 
 PoseRefiner = Callable[[Sequence[CatalogPose]], list[CatalogPose]]
@@ -86,8 +89,10 @@ def poses_for(
     """Poses of the accepted, matched frames of each (device, sequence), or why there is none."""
     posed: list[CatalogPose] = []
     skipped: list[Skip] = []
+    read: dict[SequenceKey, str] = {}
     for key in keys:
         rows = _matched_rows(catalog, key)
+        read[key] = _digest(rows)
         usable = []
         for row in rows:
             problem = _problem(row, max_offroad_m)
@@ -98,12 +103,21 @@ def poses_for(
         found, unmoving = _smoothed(usable, options or SequenceOptions())
         skipped.extend(unmoving)
         posed.extend(refine(found) if refine and found else found)
-    return Poses(posed, skipped)
+    return Poses(posed, skipped, read)
+
+
+def matched_digest(catalog: Catalog, key: SequenceKey) -> str:
+    """A digest of what `poses_for` reads of a sequence (its accepted, matched frames): when it
+    differs from `Poses.read`, the sequence changed after it was posed."""
+    return _digest(_matched_rows(catalog, key))
+
+
+def _digest(rows: Sequence[_Row]) -> str:
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
 def _matched_rows(catalog: Catalog, key: SequenceKey) -> list[_Row]:
     """The accepted frames of a sequence that have a match, in sequence order."""
-    device_id, sequence_id = key
     with catalog.session() as session:
         rows = session.execute(
             select(
@@ -121,11 +135,7 @@ def _matched_rows(catalog: Catalog, key: SequenceKey) -> list[_Row]:
             )
             .join(FrameMatch, FrameMatch.frame_id == Frame.frame_id)
             .outerjoin(Camera, Camera.camera_id == Frame.camera_id)
-            .where(
-                Frame.device_id == device_id,
-                Frame.sequence_id == sequence_id,
-                Frame.state == FrameState.ACCEPTED,
-            )
+            .where(*accepted_of(key))
             .order_by(Frame.sequence_index)
         ).all()
     return [_Row(*row) for row in rows]

@@ -6,6 +6,16 @@ how the refinement went, in one transaction, and marks the top-zoom tiles under 
 that appeared, moved or went away. A sequence matched again with a later batch is refined again
 as a whole, so its poses may all move a little and its tiles are rebuilt; the same inputs again
 give the stored poses back and mark nothing.
+
+Two workers may pose one sequence at once, one of them from fewer matched frames (a batch matched
+meanwhile), and that one may store last. So once its poses are stored, `update_poses` reads each
+sequence's matched frames again and names those that changed to be posed again (with
+`PoseUpdate.realign`): the last to store always follows with the sequence as it now is.
+
+Poses that moved concern the later sequences aligned to them: those are marked in the same
+transaction (`PoseRefinement.map_moved_since`) and named in `PoseUpdate.realign`. A worker that
+dies after the commit cannot queue them, and its task delivered again finds nothing moved; the
+mark stays until they are posed again, and `pending_sequences` (the sweep) finds them.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ingest.catalog import Frame, FrameState, utcnow
@@ -30,13 +40,14 @@ from mapbuilder.tiles.context import IMAGERY, TileContext
 from mapbuilder.tiles.dirty import Block, block_of, dialect_insert, mark_dirty
 from mapbuilder.tiles.map_frames import sequence_order
 from mapbuilder.tiles.mercator import Tile
-from mapbuilder.tiles.poses import CatalogPose, Poses, poses_for
+from mapbuilder.tiles.poses import CatalogPose, Poses, matched_digest, poses_for
 from mapbuilder.tiles.refiner import REGISTERED, CatalogRefiner, RefinementOutcome
 
 # The footprint of a frame depends on the BEV settings only, not on the camera.
 _FOOTPRINT_CAMERA = Calibration()
-# Rounds of posing again sequences whose map changed (`PoseUpdate.realign`): each round reaches
-# only sequences that arrived later, so a chain this long means something keeps changing.
+# Rounds of posing again sequences whose map or matched frames changed (`PoseUpdate.realign`):
+# each round reaches sequences that arrived later or a batch that arrived meanwhile, so a chain
+# this long means something keeps changing.
 MAX_REALIGN_ROUNDS = 20
 _ID_CHUNK = 500
 
@@ -46,7 +57,7 @@ class PoseUpdate:
     """What `update_poses` did: frames posed and skipped (by reason), tiles and blocks dirtied,
     sequences refined now and those that keep their smoothed poses (by reason); sequences whose
     inputs were refined before count in neither. `realign`: sequences to pose next, whose map
-    changed (`CatalogRefiner.realign`)."""
+    changed (`CatalogRefiner.realign`) or whose matched frames changed while they were posed."""
 
     posed: int
     skipped: dict[str, int]
@@ -76,13 +87,19 @@ def update_poses(
     )
     outcomes = refiner.outcomes if refiner else []
     now = utcnow()
+    followers: list[SequenceKey] = []
     with ctx.catalog.session() as session:
         touched, moved = _store_poses(session, poses, ctx.bev, now)
         _store_refinements(session, outcomes, now)
+        if refiner:
+            followers = refiner.followers(keys, moved)
+            _clear_map_moved(session, refiner.map_marks_read)
+            _mark_map_moved(session, followers, now)
         marked = mark_dirty(session, IMAGERY, touched, now)
     blocks = sorted({block_of(t, ctx.settings.block_tiles) for t in touched})
     refined = sum(o.outcome == REGISTERED for o in outcomes)
     not_refined = _counts(str(o.reason) for o in outcomes if o.outcome != REGISTERED)
+    stale = refiner.stale_maps() if refiner else []
     return PoseUpdate(
         len(poses.posed),
         _counts(skip.reason for skip in poses.skipped),
@@ -90,8 +107,42 @@ def update_poses(
         blocks,
         refined,
         not_refined,
-        refiner.realign(keys, moved) if refiner else [],
+        sorted({*followers, *stale, *_changed_meanwhile(ctx, poses)}),
     )
+
+
+def _mark_map_moved(session: Session, keys: Sequence[SequenceKey], now: datetime) -> None:
+    """Mark the refinements of these sequences: the map they were aligned to moved."""
+    for device_id, sequence_id in sorted(keys):  # one order: two writers cannot deadlock
+        session.execute(
+            update(PoseRefinement)
+            .where(PoseRefinement.device_id == device_id, PoseRefinement.sequence_id == sequence_id)
+            .values(
+                map_moved_version=PoseRefinement.map_moved_version + 1,
+                map_moved_since=func.coalesce(PoseRefinement.map_moved_since, now),
+            )
+        )
+
+
+def _clear_map_moved(session: Session, read: dict[SequenceKey, int]) -> None:
+    """Clear the map-moved mark of each sequence posed here, unless it was marked again after
+    it was read (at `read[key]` marks): the map it was aligned to may then be older."""
+    for (device_id, sequence_id), version in sorted(read.items()):
+        session.execute(
+            update(PoseRefinement)
+            .where(
+                PoseRefinement.device_id == device_id,
+                PoseRefinement.sequence_id == sequence_id,
+                PoseRefinement.map_moved_version == version,
+            )
+            .values(map_moved_since=None)
+        )
+
+
+def _changed_meanwhile(ctx: TileContext, poses: Poses) -> list[SequenceKey]:
+    """Sequences matched again after they were read here: another worker may have stored the
+    newer poses first, and these would then have replaced them (see the module doc)."""
+    return [key for key, read in poses.read.items() if matched_digest(ctx.catalog, key) != read]
 
 
 def _counts(reasons: Iterable[str]) -> dict[str, int]:
@@ -250,8 +301,14 @@ def _replace_skips(session: Session, poses: Poses, now: datetime) -> None:
 
 
 def pending_sequences(catalog: Catalog) -> list[SequenceKey]:
-    """Sequences with matched, accepted frames that have neither a pose nor a skip reason yet."""
+    """Sequences with matched, accepted frames that have neither a pose nor a skip reason yet,
+    and those whose map moved since they were aligned to it (a realignment not done yet)."""
     with catalog.session() as session:
+        moved = session.execute(
+            select(PoseRefinement.device_id, PoseRefinement.sequence_id).where(
+                PoseRefinement.map_moved_since.is_not(None)
+            )
+        ).all()
         rows = session.execute(
             select(Frame.device_id, Frame.sequence_id)
             .distinct()
@@ -263,9 +320,8 @@ def pending_sequences(catalog: Catalog) -> list[SequenceKey]:
                 FramePoseRow.frame_id.is_(None),
                 PoseSkip.frame_id.is_(None),
             )
-            .order_by(Frame.device_id, Frame.sequence_id)
         ).all()
-    return [(device, sequence) for device, sequence in rows]
+    return sorted({(device, sequence) for device, sequence in [*rows, *moved]})
 
 
 def mark_everything(ctx: TileContext) -> int:

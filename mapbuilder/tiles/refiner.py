@@ -33,6 +33,7 @@ from mapbuilder.camera import CalibrationError, CameraLike, PinholeCamera
 from mapbuilder.errors import MapError
 from mapbuilder.tiles.bev import FramePose, U8Image
 from mapbuilder.tiles.build import PosedFrame
+from mapbuilder.tiles.catalog import PoseRefinement
 from mapbuilder.tiles.constraints import RegistrationMemo
 from mapbuilder.tiles.frames import FrameUnreadableError, read_frame
 from mapbuilder.tiles.lanes import lane_lines
@@ -149,17 +150,23 @@ class CatalogRefiner:
         # (`realign` checks it against what is stored once this run's poses are).
         self._maps: dict[SequenceKey, tuple[list[CatalogPose], list[MapFrame]]] = {}
         self._orders: dict[SequenceKey, SequenceOrder] = {}
+        # Per sequence handled, the count of map-moved marks its refinement record had when it
+        # was read (`posing.clear_map_moved` clears the mark only if none came since).
+        self.map_marks_read: dict[SequenceKey, int] = {}
 
     def __call__(self, found: Sequence[CatalogPose]) -> list[CatalogPose]:
         """One sequence's smoothed poses (time order) refined: same frames, same order."""
         inputs = read_inputs(self.catalog, found)
+        # Read before the map: a mark made after this may concern a map read before it.
+        last = last_refinement(self.catalog, inputs.key)
+        self.map_marks_read[inputs.key] = last.map_moved_version if last else 0
         lanes = lane_lines(inputs.roads)
         fresh = self._registered_now.values()
         near = self._map(inputs.key, found, fresh=fresh, skip=self._maps.keys())
         self._maps[inputs.key] = (list(found), near)
         settings = f"{REFINER_VERSION}:{self.settings!r}"
         digest = inputs_sha256(found, inputs, lanes, settings, near)
-        reused = self._reused(found, inputs.key, digest)
+        reused = self._reused(found, inputs.key, digest, last)
         if reused is not None:
             self._remember(reused, inputs)
             return reused
@@ -171,22 +178,33 @@ class CatalogRefiner:
         self, posed: Collection[SequenceKey], moved: Sequence[FramePose]
     ) -> list[SequenceKey]:
         """Sequences to pose again once the poses of the `posed` sequences are stored, to line
-        up with the map as it now is: one handled here whose map changed meanwhile (another
-        worker stored a sequence before it), and one not posed here that came after the first
-        of them and has poses near those that `moved` (old and new: it may have been aligned to
-        them). Taking too many costs little: an unchanged map gives the same digest."""
-        stale = {
+        up with the map as it now is: those handled here whose map changed meanwhile
+        (`stale_maps`), and the `followers` of the moved poses."""
+        return sorted(set(self.stale_maps()) | set(self.followers(posed, moved)))
+
+    def stale_maps(self) -> list[SequenceKey]:
+        """Sequences handled here whose map changed since it was read (another worker stored a
+        sequence before it)."""
+        return sorted(
             key
             for key, (found, near) in self._maps.items()
             if _positions(self._map(key, found)) != _positions(near)
-        }
+        )
+
+    def followers(
+        self, posed: Collection[SequenceKey], moved: Sequence[FramePose]
+    ) -> list[SequenceKey]:
+        """Sequences not posed here that came after the first of the `posed` ones and have
+        poses near those that `moved` (old and new: they may have been aligned to them). Taking
+        too many costs little: an unchanged map gives the same digest."""
         if not moved:
-            return sorted(stale)
+            return []
         near = sequences_near(self.catalog, moved, MAP_REACH_M + FOLLOW_MARGIN_M) - set(posed)
         order = self._order({*near, *posed})
         first = min((order[key] for key in posed if key in order), default=None)
-        after = {key for key in near if first is not None and key in order and order[key] > first}
-        return sorted(stale | after)
+        return sorted(
+            key for key in near if first is not None and key in order and order[key] > first
+        )
 
     def _map(
         self,
@@ -270,10 +288,13 @@ class CatalogRefiner:
                 )
 
     def _reused(
-        self, found: Sequence[CatalogPose], key: SequenceKey, digest: str
+        self,
+        found: Sequence[CatalogPose],
+        key: SequenceKey,
+        digest: str,
+        last: PoseRefinement | None,
     ) -> list[CatalogPose] | None:
-        """The poses of the last refinement when it had the same inputs, else None."""
-        last = last_refinement(self.catalog, key)
+        """The poses of the `last` refinement when it had the same inputs, else None."""
         if last is None or last.inputs_sha256 != digest:
             return None
         if last.outcome == SMOOTHED:

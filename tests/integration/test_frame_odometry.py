@@ -213,11 +213,12 @@ def test_migration_0009_adds_the_odometry_to_a_catalog_holding_frames(
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_migration_0010_counts_no_map_pairs_for_refinements_made_before(
+def test_migrations_0010_0011_count_no_map_pairs_and_no_moved_map_for_refinements_made_before(
     kind: str, tmp_path: Path
 ) -> None:
     """Up from 0009 with a sequence's refinement record in place: it reads back with no pairs
-    registered with the map; down again removes the column and keeps the record."""
+    registered with the map and its map not marked moved; down again removes the columns, one
+    revision at a time, and keeps the record."""
     with _database(kind, tmp_path) as engine:
         _migrate(engine, "upgrade", "0009")
         _insert_old_frame(engine)
@@ -244,9 +245,18 @@ def test_migration_0010_counts_no_map_pairs_for_refinements_made_before(
         with engine.connect() as connection:
             refinements = Table("pose_refinements", MetaData(), autoload_with=connection)
             rows = connection.execute(
-                select(refinements.c.sequence_id, refinements.c.map_pairs_used)
+                select(
+                    refinements.c.sequence_id,
+                    refinements.c.map_pairs_used,
+                    refinements.c.map_moved_since,
+                    refinements.c.map_moved_version,
+                )
             )
-            assert list(rows) == [("old-trip", 0)]
+            assert list(rows) == [("old-trip", 0, None, 0)]
+        _migrate(engine, "downgrade", "0010")
+        columns = _columns(engine, "pose_refinements")
+        assert "map_pairs_used" in columns and "map_moved_since" not in columns
+        assert "map_moved_version" not in columns
         _migrate(engine, "downgrade", "0009")
         assert "map_pairs_used" not in _columns(engine, "pose_refinements")
         assert "outcome" in _columns(engine, "pose_refinements")

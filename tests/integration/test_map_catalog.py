@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -17,6 +18,7 @@ from ingest.commit import commit_batch
 from ingest.db import Catalog
 from ingest.devices import register_device
 from ingest.protocol import FrameEntry, Registration, frame_object_key
+from ingest.states import SequenceKey
 from ingest.storage import LocalObjectStore
 from mapbuilder.catalog import FrameMatch, load_network, network_version, store_network
 from mapbuilder.match_stage import match_sequences
@@ -115,6 +117,62 @@ def test_matching_stores_each_frames_segment(
     assert again.frames == len(ids)
     with catalog.session() as session:
         assert len(session.scalars(select(FrameMatch)).all()) == len(ids)
+
+
+class _OtherWorkerStoresFirst:
+    """A matcher whose first run, between reading the sequence and storing it, lets another
+    worker accept the sequence's `later` frames and match the whole of it."""
+
+    def __init__(
+        self, matcher: MapMatcher, catalog: Catalog, key: SequenceKey, later: list[str]
+    ) -> None:
+        self.matcher, self.catalog, self.key, self.later = matcher, catalog, key, later
+        self.runs: list[int] = []
+
+    def match(self, lon: Any, *args: Any, **kwargs: Any) -> Any:
+        self.runs.append(len(lon))
+        if len(self.runs) == 1:
+            with self.catalog.session() as session:
+                accept = update(Frame).where(Frame.frame_id.in_(self.later))
+                session.execute(accept.values(state=FrameState.ACCEPTED))
+            match_sequences(self.catalog, self.matcher, [self.key])
+        return self.matcher.match(lon, *args, **kwargs)
+
+
+def _matches(catalog: Catalog) -> dict[str, tuple[Any, ...]]:
+    with catalog.session() as session:
+        return {
+            m.frame_id: (m.segment_id, m.direction, m.offset_m, m.distance_m)
+            for m in session.scalars(select(FrameMatch))
+        }
+
+
+def test_a_sequence_that_grew_while_it_was_matched_is_matched_again(
+    catalog: Catalog, grid_osm: Path, tmp_path: Path
+) -> None:
+    """Two workers match one sequence at once: one reads it before its later frames are
+    accepted, the other matches all of it and stores first. The first stores, sees the sequence
+    grew, and matches it again: the matches are those of one run over all the frames."""
+    network = read_network(grid_osm)
+    store_network(catalog, network, now=utcnow())
+    ids, _ = _accepted_drive(catalog, tmp_path, network)
+    later = ids[len(ids) // 2 :]
+    with catalog.session() as session:
+        pending = update(Frame).where(Frame.frame_id.in_(later))
+        session.execute(pending.values(state=FrameState.VALIDATED))
+    with catalog.session() as session:
+        first = session.scalars(select(Frame)).first()
+        assert first is not None
+        keys = [(first.device_id, first.sequence_id)]
+    matcher = MapMatcher(load_network(catalog))
+    racing = _OtherWorkerStoresFirst(matcher, catalog, keys[0], later)
+    result = match_sequences(catalog, racing, keys)  # type: ignore[arg-type]
+    # Its first run read half the frames; the second, after storing, all of them.
+    assert racing.runs == [len(ids) - len(later), len(ids)]
+    assert result.frames == len(ids)
+    after_race = _matches(catalog)
+    match_sequences(catalog, matcher, keys)
+    assert after_race == _matches(catalog) and len(after_race) == len(ids)
 
 
 def test_import_to_catalog_command(grid_osm: Path, tmp_path: Path) -> None:

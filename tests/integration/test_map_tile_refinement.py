@@ -23,12 +23,12 @@ from ingest.states import SequenceKey
 from ingest.storage import LocalObjectStore
 from mapbuilder.geo import LocalFrame
 from mapbuilder.settings import MatchSettings, TileSettings
-from mapbuilder.tiles import constraints
+from mapbuilder.tiles import constraints, posing
 from mapbuilder.tiles.catalog import FramePoseRow, PoseRefinement
 from mapbuilder.tiles.context import TileContext
 from mapbuilder.tiles.operations import build_imagery, tiles_status
 from mapbuilder.tiles.poses import poses_for
-from mapbuilder.tiles.posing import update_poses
+from mapbuilder.tiles.posing import pending_sequences, update_poses
 from mapbuilder.tiles.refiner import CatalogRefiner
 from mapbuilder.tiles.register import RelativeMotion, register_pair
 from roadswarm.sim.world import World
@@ -282,6 +282,37 @@ def test_new_frames_refine_the_sequence_again_as_if_all_came_at_once(
     added = len(reported) - half
     assert registered["second batch"] <= 2 * added + 4, registered
     assert registered["first batch"] + registered["second batch"] < 1.2 * registered["all at once"]
+
+
+def test_a_sequence_matched_again_while_it_was_posed_is_posed_again(
+    ctx: TileContext, reported: list[Keyframe], sharp_drive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers pose one sequence at once: one reads it before its second batch is matched,
+    the other poses the whole sequence and stores first. The first then stores its poses of the
+    first batch over the newer ones, and names the sequence to be posed again; posing it again
+    gives the whole sequence's poses back."""
+    plain = replace(ctx, settings=TileSettings(refine_poses=False))
+    half = len(reported) // 2
+    key = _seed(ctx, reported[:half], sharp_drive)
+    read = poses_for
+    whole: dict[str, tuple[float, float, float, str]] = {}
+
+    def other_worker_stores_first(*args: Any, **kwargs: Any) -> Any:
+        found = read(*args, **kwargs)
+        monkeypatch.setattr(posing, "poses_for", read)
+        _seed(ctx, reported[half:], sharp_drive, first_index=half)
+        assert update_poses(plain, [key]).realign == []
+        whole.update(_poses(ctx.catalog))
+        return found
+
+    monkeypatch.setattr(posing, "poses_for", other_worker_stores_first)
+    late = update_poses(plain, [key])
+    stale = _poses(ctx.catalog)
+    assert len(whole) == len(reported) and stale.keys() == whole.keys()
+    assert stale != whole, "the late worker should have stored its older poses"
+    assert late.realign == [key]
+    again = update_poses(plain, late.realign)
+    assert (again.realign, _poses(ctx.catalog)) == ([], whole)
 
 
 def _poses(catalog: Catalog) -> dict[str, tuple[float, float, float, str]]:
@@ -568,6 +599,56 @@ def test_a_sequence_whose_map_changed_while_it_was_refined_is_posed_again(
     late = CatalogRefiner(ctx.catalog, ctx.store)
     _pose_with(ctx, key, late)
     assert late.realign([], []) == []
+
+
+def test_a_drive_whose_map_moved_stays_marked_until_it_is_posed_again(
+    either_ctx: TileContext, drives: TwoDrives, sharp_drive: Path
+) -> None:
+    """The worker that stores the first drive's new batch dies before it queues the later
+    drive's realignment (its `realign` is dropped here). The later drive was marked in the same
+    commit: the sweep finds it pending, and posing it aligns it anew and clears the mark."""
+    ctx = either_ctx
+    half = len(drives.first) // 2
+    _seed(ctx, drives.first[:half], sharp_drive)
+    update_poses(ctx, [(DEVICE, SEQUENCE)])
+    key = _seed_later(ctx, drives.later, sharp_drive)
+    update_poses(ctx, [key])
+    assert pending_sequences(ctx.catalog) == []
+    _seed(ctx, drives.first[half:], sharp_drive, first_index=half)
+    assert update_poses(ctx, [(DEVICE, SEQUENCE)]).realign == [key]
+    assert pending_sequences(ctx.catalog) == [key]
+    again = update_poses(ctx, pending_sequences(ctx.catalog))
+    assert (again.refined, again.realign) == (1, [])
+    assert pending_sequences(ctx.catalog) == []
+    assert drives.gap_m(_poses(ctx.catalog)) < 0.15
+
+
+def test_a_posing_that_read_a_drive_before_its_map_moved_leaves_the_mark(
+    ctx: TileContext, drives: TwoDrives, sharp_drive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The later drive is being posed when another worker stores the first drive's new batch
+    and marks it: the posing stores what it refined on the old map, and the mark stays for the
+    next posing, which clears it."""
+    half = len(drives.first) // 2
+    _seed(ctx, drives.first[:half], sharp_drive)
+    update_poses(ctx, [(DEVICE, SEQUENCE)])
+    key = _seed_later(ctx, drives.later, sharp_drive)
+    read = poses_for
+
+    def first_drive_moves_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = read(*args, **kwargs)
+        monkeypatch.setattr(posing, "poses_for", read)
+        _seed(ctx, drives.first[half:], sharp_drive, first_index=half)
+        update_poses(ctx, [(DEVICE, SEQUENCE)])
+        return found
+
+    update_poses(ctx, [key])  # aligned to the first batch; the second then marks it
+    monkeypatch.setattr(posing, "poses_for", first_drive_moves_meanwhile)
+    stale = update_poses(ctx, [key])
+    assert stale.realign == [key]
+    assert pending_sequences(ctx.catalog) == [key]
+    update_poses(ctx, [key])
+    assert pending_sequences(ctx.catalog) == []
 
 
 def _pose_with(ctx: TileContext, key: SequenceKey, refiner: CatalogRefiner) -> None:
