@@ -81,18 +81,20 @@ def open_video(video: Path) -> tuple[cv2.VideoCapture, float, int]:
 
 
 def _frames(
-    capture: cv2.VideoCapture, wanted: set[int], count: int
+    capture: cv2.VideoCapture, wanted: Callable[[int], bool], last: int, count: int
 ) -> Iterator[tuple[int, U8Image]]:
-    """Decode in order, yielding only the wanted frames; stops early if the file is truncated."""
-    last = max(wanted, default=-1)
+    """Decode in order up to frame `last`, yielding the frames `wanted` still wants when their
+    turn comes (asked after the frame before was taken); stops early if the file is truncated."""
     for index in range(min(count, last + 1)):
-        if index in wanted:
-            ok, frame = capture.read()
+        # Every frame must be decoded (the next depends on it), but only a wanted one is
+        # converted to BGR: a keyframe's fallbacks are not, once the keyframe has been taken.
+        if not capture.grab():
+            return
+        if wanted(index):
+            ok, frame = capture.retrieve()
             if not ok:
                 return
             yield index, np.asarray(frame, np.uint8)
-        elif not capture.grab():
-            return
 
 
 def plan(
@@ -170,7 +172,7 @@ def process_recording(
         return taken, package_keyframe(taken, anonymizer, horizon=horizon)
 
     with InOrder(package, anonymizer.frames_at_once) as work:
-        for index, frame in _frames(capture, set(walk.owner), count):
+        for index, frame in _frames(capture, walk.wants, max(walk.owner, default=-1), count):
             if progress is not None:
                 progress(index + 1, count)
             taken = walk.take(index, frame, report)
@@ -207,6 +209,12 @@ class _Walk:
     sequence_id: str
     done: set[int] = field(default_factory=set)  # candidates taken or given up
     last_read: int = -1
+
+    def wants(self, index: int) -> bool:
+        """Whether frame `index` may still become a keyframe: a frame of a candidate not yet
+        taken or given up."""
+        candidate = self.owner.get(index)
+        return candidate is not None and candidate.frame_index not in self.done
 
     def take(self, index: int, frame: U8Image, report: ProcessReport) -> Taken | None:
         """The frame as its candidate's keyframe, or None (the reason counted in `report`)."""

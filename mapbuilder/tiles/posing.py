@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ingest.catalog import Frame, FrameState, utcnow
@@ -74,6 +74,9 @@ def update_poses(
     """Pose the matched frames of these sequences (refined unless `refine` is False, default
     `ctx.settings.refine_poses`) and mark the tiles whose frames changed."""
     wanted = ctx.settings.refine_poses if refine is None else refine
+    # Read before anything the poses depend on: a mark made after this may concern a map read
+    # before it, and must stay.
+    marks = _map_marks(ctx.catalog, keys)
     refiner = CatalogRefiner(ctx.catalog, ctx.store, memo=ctx.registrations) if wanted else None
     # In the map's order: a sequence is aligned to those that reached the catalog before it,
     # which are then refined (in this run) before it.
@@ -91,9 +94,9 @@ def update_poses(
     with ctx.catalog.session() as session:
         touched, moved = _store_poses(session, poses, ctx.bev, now)
         _store_refinements(session, outcomes, now)
+        _clear_map_moved(session, marks)
         if refiner:
             followers = refiner.followers(keys, moved)
-            _clear_map_moved(session, refiner.map_marks_read)
             _mark_map_moved(session, followers, now)
         marked = mark_dirty(session, IMAGERY, touched, now)
     blocks = sorted({block_of(t, ctx.settings.block_tiles) for t in touched})
@@ -124,9 +127,28 @@ def _mark_map_moved(session: Session, keys: Sequence[SequenceKey], now: datetime
         )
 
 
+def _map_marks(catalog: Catalog, keys: Sequence[SequenceKey]) -> dict[SequenceKey, int]:
+    """How often the map of each of these sequences was marked moved (those refined before)."""
+    found: dict[SequenceKey, int] = {}
+    wanted = sorted(set(keys))
+    with catalog.session() as session:
+        for start in range(0, len(wanted), _ID_CHUNK):
+            chunk = wanted[start : start + _ID_CHUNK]
+            rows = session.execute(
+                select(
+                    PoseRefinement.device_id,
+                    PoseRefinement.sequence_id,
+                    PoseRefinement.map_moved_version,
+                ).where(tuple_(PoseRefinement.device_id, PoseRefinement.sequence_id).in_(chunk))
+            )
+            found.update({(device, sequence): int(n) for device, sequence, n in rows})
+    return found
+
+
 def _clear_map_moved(session: Session, read: dict[SequenceKey, int]) -> None:
-    """Clear the map-moved mark of each sequence posed here, unless it was marked again after
-    it was read (at `read[key]` marks): the map it was aligned to may then be older."""
+    """Clear the map-moved mark of each sequence posed here (aligned anew, or with no frames
+    left to align), unless it was marked again after it was read (at `read[key]` marks): the
+    map it was aligned to may then be older."""
     for (device_id, sequence_id), version in sorted(read.items()):
         session.execute(
             update(PoseRefinement)

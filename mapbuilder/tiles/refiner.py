@@ -33,7 +33,6 @@ from mapbuilder.camera import CalibrationError, CameraLike, PinholeCamera
 from mapbuilder.errors import MapError
 from mapbuilder.tiles.bev import FramePose, U8Image
 from mapbuilder.tiles.build import PosedFrame
-from mapbuilder.tiles.catalog import PoseRefinement
 from mapbuilder.tiles.constraints import RegistrationMemo
 from mapbuilder.tiles.frames import FrameUnreadableError, read_frame
 from mapbuilder.tiles.lanes import lane_lines
@@ -150,23 +149,17 @@ class CatalogRefiner:
         # (`realign` checks it against what is stored once this run's poses are).
         self._maps: dict[SequenceKey, tuple[list[CatalogPose], list[MapFrame]]] = {}
         self._orders: dict[SequenceKey, SequenceOrder] = {}
-        # Per sequence handled, the count of map-moved marks its refinement record had when it
-        # was read (`posing.clear_map_moved` clears the mark only if none came since).
-        self.map_marks_read: dict[SequenceKey, int] = {}
 
     def __call__(self, found: Sequence[CatalogPose]) -> list[CatalogPose]:
         """One sequence's smoothed poses (time order) refined: same frames, same order."""
         inputs = read_inputs(self.catalog, found)
-        # Read before the map: a mark made after this may concern a map read before it.
-        last = last_refinement(self.catalog, inputs.key)
-        self.map_marks_read[inputs.key] = last.map_moved_version if last else 0
         lanes = lane_lines(inputs.roads)
         fresh = self._registered_now.values()
         near = self._map(inputs.key, found, fresh=fresh, skip=self._maps.keys())
         self._maps[inputs.key] = (list(found), near)
         settings = f"{REFINER_VERSION}:{self.settings!r}"
         digest = inputs_sha256(found, inputs, lanes, settings, near)
-        reused = self._reused(found, inputs.key, digest, last)
+        reused = self._reused(found, inputs.key, digest)
         if reused is not None:
             self._remember(reused, inputs)
             return reused
@@ -288,13 +281,10 @@ class CatalogRefiner:
                 )
 
     def _reused(
-        self,
-        found: Sequence[CatalogPose],
-        key: SequenceKey,
-        digest: str,
-        last: PoseRefinement | None,
+        self, found: Sequence[CatalogPose], key: SequenceKey, digest: str
     ) -> list[CatalogPose] | None:
-        """The poses of the `last` refinement when it had the same inputs, else None."""
+        """The poses of the last refinement when it had the same inputs, else None."""
+        last = last_refinement(self.catalog, key)
         if last is None or last.inputs_sha256 != digest:
             return None
         if last.outcome == SMOOTHED:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ingest.catalog import Frame, FrameState
 from ingest.db import Catalog
@@ -621,6 +621,23 @@ def test_a_drive_whose_map_moved_stays_marked_until_it_is_posed_again(
     assert (again.refined, again.realign) == (1, [])
     assert pending_sequences(ctx.catalog) == []
     assert drives.gap_m(_poses(ctx.catalog)) < 0.15
+
+
+def test_a_marked_drive_with_no_frames_left_is_not_pending_forever(
+    ctx: TileContext, reported: list[Keyframe], sharp_drive: Path
+) -> None:
+    """A drive whose map was marked moved, then all of whose frames were quarantined: posing it
+    finds nothing to align and clears the mark, so the sweep does not pose it again forever."""
+    key = _seed(ctx, reported[:6], sharp_drive)
+    update_poses(ctx, [key])
+    with ctx.catalog.session() as session:
+        session.execute(
+            update(PoseRefinement).values(map_moved_since=datetime.now(UTC), map_moved_version=1)
+        )
+        session.execute(update(Frame).values(state=FrameState.QUARANTINED))
+    assert pending_sequences(ctx.catalog) == [key]
+    assert update_poses(ctx, [key]).posed == 0
+    assert pending_sequences(ctx.catalog) == []
 
 
 def test_a_posing_that_read_a_drive_before_its_map_moved_leaves_the_mark(
