@@ -63,20 +63,23 @@ def _match_sequence(catalog: Catalog, matcher: MapMatcher, key: SequenceKey) -> 
     """Match one sequence, again while its frames change under it (see the module doc); the
     frames of the last match stored, and how many of them landed on a segment."""
     rows = _accepted_frames(catalog, key)
+    matched = landed = 0
     for _ in range(MAX_MATCH_ROUNDS):
         if not rows:
-            return 0, 0
-        landed = _match_and_store(catalog, matcher, rows)
+            break
+        matched, landed = len(rows), _match_and_store(catalog, matcher, rows)
         now_there = _accepted_frames(catalog, key)
         if now_there == rows:
-            return len(rows), landed
+            break
         rows = now_there
-    log.warning(
-        "sequence %s/%s still changed after %d rounds of matching: its next batch matches it again",
-        *key,
-        MAX_MATCH_ROUNDS,
-    )
-    return len(rows), landed
+    else:
+        log.warning(
+            "sequence %s/%s still changed after %d rounds of matching: its next batch matches "
+            "it again",
+            *key,
+            MAX_MATCH_ROUNDS,
+        )
+    return matched, landed
 
 
 def _accepted_frames(catalog: Catalog, key: SequenceKey) -> list[_FrameRow]:

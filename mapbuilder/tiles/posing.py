@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ingest.catalog import Frame, FrameState, utcnow
@@ -57,7 +57,8 @@ class PoseUpdate:
     """What `update_poses` did: frames posed and skipped (by reason), tiles and blocks dirtied,
     sequences refined now and those that keep their smoothed poses (by reason); sequences whose
     inputs were refined before count in neither. `realign`: sequences to pose next, whose map
-    changed (`CatalogRefiner.realign`) or whose matched frames changed while they were posed."""
+    changed (`CatalogRefiner.followers` of moved poses, `CatalogRefiner.stale_maps`) or whose
+    matched frames changed while they were posed."""
 
     posed: int
     skipped: dict[str, int]
@@ -114,12 +115,19 @@ def update_poses(
     )
 
 
+def _refinement_of(key: SequenceKey) -> tuple[ColumnElement[bool], ...]:
+    """The conditions for one sequence's refinement record."""
+    device_id, sequence_id = key
+    return PoseRefinement.device_id == device_id, PoseRefinement.sequence_id == sequence_id
+
+
 def _mark_map_moved(session: Session, keys: Sequence[SequenceKey], now: datetime) -> None:
     """Mark the refinements of these sequences: the map they were aligned to moved."""
-    for device_id, sequence_id in sorted(keys):  # one order: two writers cannot deadlock
+    # Sorted: two tasks marking overlapping sets take the rows in one order.
+    for key in sorted(keys):
         session.execute(
             update(PoseRefinement)
-            .where(PoseRefinement.device_id == device_id, PoseRefinement.sequence_id == sequence_id)
+            .where(*_refinement_of(key))
             .values(
                 map_moved_version=PoseRefinement.map_moved_version + 1,
                 map_moved_since=func.coalesce(PoseRefinement.map_moved_since, now),
@@ -149,14 +157,10 @@ def _clear_map_moved(session: Session, read: dict[SequenceKey, int]) -> None:
     """Clear the map-moved mark of each sequence posed here (aligned anew, or with no frames
     left to align), unless it was marked again after it was read (at `read[key]` marks): the
     map it was aligned to may then be older."""
-    for (device_id, sequence_id), version in sorted(read.items()):
+    for key, version in sorted(read.items()):
         session.execute(
             update(PoseRefinement)
-            .where(
-                PoseRefinement.device_id == device_id,
-                PoseRefinement.sequence_id == sequence_id,
-                PoseRefinement.map_moved_version == version,
-            )
+            .where(*_refinement_of(key), PoseRefinement.map_moved_version == version)
             .values(map_moved_since=None)
         )
 

@@ -146,7 +146,7 @@ class CatalogRefiner:
         # what is stored for the sequences handled in this run.
         self._registered_now: dict[str, MapFrame] = {}
         # Per sequence handled in this run, its smoothed poses and the map it was aligned to
-        # (`realign` checks it against what is stored once this run's poses are).
+        # (`stale_maps` checks it against what is stored once this run's poses are).
         self._maps: dict[SequenceKey, tuple[list[CatalogPose], list[MapFrame]]] = {}
         self._orders: dict[SequenceKey, SequenceOrder] = {}
 
@@ -166,14 +166,6 @@ class CatalogRefiner:
         poses = self._refined(found, inputs, lanes, near, digest)
         self._remember(poses, inputs)
         return poses
-
-    def realign(
-        self, posed: Collection[SequenceKey], moved: Sequence[FramePose]
-    ) -> list[SequenceKey]:
-        """Sequences to pose again once the poses of the `posed` sequences are stored, to line
-        up with the map as it now is: those handled here whose map changed meanwhile
-        (`stale_maps`), and the `followers` of the moved poses."""
-        return sorted(set(self.stale_maps()) | set(self.followers(posed, moved)))
 
     def stale_maps(self) -> list[SequenceKey]:
         """Sequences handled here whose map changed since it was read (another worker stored a
